@@ -1,0 +1,155 @@
+package reply
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Reply is one SMTP reply: a three-digit code, an optional RFC 3463
+// enhanced status code and one or more text lines.
+type Reply struct {
+	Code     int    // e.g. 250
+	Enhanced string // e.g. "2.1.0"; empty when the peer sent none
+	Lines    []string
+}
+
+// New builds a single-line reply.
+func New(code int, enhanced, text string) Reply {
+	return Reply{Code: code, Enhanced: enhanced, Lines: []string{text}}
+}
+
+// Positive reports a 2xx reply.
+func (r Reply) Positive() bool { return r.Code >= 200 && r.Code < 300 }
+
+// Intermediate reports a 3xx reply (334, 354).
+func (r Reply) Intermediate() bool { return r.Code >= 300 && r.Code < 400 }
+
+// Temporary reports a 4xx reply.
+func (r Reply) Temporary() bool { return r.Code >= 400 && r.Code < 500 }
+
+// Permanent reports a 5xx reply.
+func (r Reply) Permanent() bool { return r.Code >= 500 && r.Code < 600 }
+
+// Text joins the text lines with a space; convenient for logs.
+func (r Reply) Text() string { return strings.Join(r.Lines, " ") }
+
+// Error makes a Reply usable as an error; the text is the reply as it would
+// appear on one line.
+func (r Reply) Error() string { return r.String() }
+
+// String renders the reply on one line, e.g. "550 5.1.1 no such user".
+func (r Reply) String() string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(r.Code))
+	if r.Enhanced != "" {
+		b.WriteByte(' ')
+		b.WriteString(r.Enhanced)
+	}
+	if t := r.Text(); t != "" {
+		b.WriteByte(' ')
+		b.WriteString(t)
+	}
+	return b.String()
+}
+
+// Append writes the reply in wire form (multi-line with "-" continuation,
+// CRLF line ends) to dst. The enhanced code, when present, is repeated on
+// every line as RFC 2034 requires.
+func (r Reply) Append(dst []byte) []byte {
+	lines := r.Lines
+	if len(lines) == 0 {
+		lines = []string{""}
+	}
+	for i, l := range lines {
+		dst = strconv.AppendInt(dst, int64(r.Code), 10)
+		if i == len(lines)-1 {
+			dst = append(dst, ' ')
+		} else {
+			dst = append(dst, '-')
+		}
+		if r.Enhanced != "" {
+			dst = append(dst, r.Enhanced...)
+			if l != "" {
+				dst = append(dst, ' ')
+			}
+		}
+		// A CR or LF inside a line would let text inject extra replies.
+		dst = appendClean(dst, l)
+		dst = append(dst, '\r', '\n')
+	}
+	return dst
+}
+
+func appendClean(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// WithText returns a copy with the text replaced, keeping code and enhanced code.
+func (r Reply) WithText(text string) Reply {
+	return Reply{Code: r.Code, Enhanced: r.Enhanced, Lines: []string{text}}
+}
+
+// FromError turns any error into the reply a client should see. A Reply in
+// the chain is returned as is. Anything else is a local failure whose text
+// must not reach the client (it may name files, hosts or worse): the client
+// gets a generic temporary failure carrying ref, an identifier operators can
+// find in the log.
+func FromError(err error, ref string) Reply {
+	var r Reply
+	if errors.As(err, &r) {
+		return r
+	}
+	var rp *Reply
+	if errors.As(err, &rp) && rp != nil {
+		return *rp
+	}
+	text := "local error, try again later"
+	if ref != "" {
+		text += " (ref " + ref + ")"
+	}
+	return New(451, "4.3.0", text)
+}
+
+// SplitEnhanced reads an enhanced status code from the start of the first text line
+// of a reply received from a peer and splits it off. It accepts "x.y.z" with
+// x matching the reply's class digit.
+func SplitEnhanced(code int, text string) (enhanced, rest string) {
+	sp := strings.IndexByte(text, ' ')
+	cand := text
+	if sp >= 0 {
+		cand = text[:sp]
+	}
+	if !validEnhanced(code, cand) {
+		return "", text
+	}
+	if sp < 0 {
+		return cand, ""
+	}
+	return cand, text[sp+1:]
+}
+
+func validEnhanced(code int, s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 3 {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			if p[i] < '0' || p[i] > '9' {
+				return false
+			}
+		}
+	}
+	return int(parts[0][0]-'0') == code/100 && len(parts[0]) == 1
+}

@@ -1,0 +1,35 @@
+package secret_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+)
+
+func TestNeverPrinted(t *testing.T) {
+	t.Parallel()
+	const plant = "ya29.PLANTED-SECRET"
+	s := secret.New(plant)
+	type holder struct {
+		Tok secret.String
+		P   *secret.String
+	}
+	h := holder{Tok: s, P: &s}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "%v %+v %#v %s %q", s, h, h, s, s)
+	j, _ := json.Marshal(h)
+	buf.Write(j)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "tok", s, "h", h)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "tok", s)
+	if strings.Contains(buf.String(), plant) {
+		t.Fatalf("secret leaked: %s", buf.String())
+	}
+	if s.Reveal() != plant {
+		t.Fatal("Reveal lost the value")
+	}
+}
