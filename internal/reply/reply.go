@@ -153,3 +153,10 @@ func validEnhanced(code int, s string) bool {
 	}
 	return int(parts[0][0]-'0') == code/100 && len(parts[0]) == 1
 }
+
+// Is makes errors.Is match replies with the same code, enhanced code and
+// text (Reply holds a slice, so == cannot be used).
+func (r Reply) Is(target error) bool {
+	t, ok := target.(Reply)
+	return ok && t.Code == r.Code && t.Enhanced == r.Enhanced && t.Text() == r.Text()
+}

@@ -1,0 +1,117 @@
+package smtpd
+
+import (
+	"context"
+	"strings"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
+)
+
+var (
+	errAuthCancelled = reply.New(501, "5.0.0", "Authentication cancelled")
+	errAuthSyntax    = reply.New(501, "5.5.2", "Invalid base64 or SASL response")
+)
+
+// auth runs AUTH PLAIN or AUTH LOGIN (RFC 4954), each with and without an
+// initial response.
+func (c *conn) auth(ctx context.Context, arg string) {
+	switch {
+	case !c.ehlo:
+		c.replyBad(reply.New(503, "5.5.1", "Send EHLO first"))
+		return
+	case c.sender != nil:
+		c.replyBad(reply.New(503, "5.5.1", "Already authenticated"))
+		return
+	case c.txn != nil:
+		c.replyBad(reply.New(503, "5.5.1", "AUTH not allowed during a mail transaction"))
+		return
+	}
+	mech, ir, hasIR := strings.Cut(arg, " ")
+	mech = strings.ToUpper(mech)
+	var user, pass string
+	switch mech {
+	case "PLAIN":
+		resp, ok := c.authResponse(ir, hasIR, "")
+		if !ok {
+			return
+		}
+		p, err := saslmech.DecodePlain(resp)
+		if err != nil {
+			c.replyBad(errAuthSyntax)
+			return
+		}
+		// An authorization identity different from the user would mean
+		// "send as someone else"; we do not support proxy authorization.
+		if p.AuthzID != "" && p.AuthzID != p.User {
+			c.reply(reply.New(535, "5.7.8", "Authentication credentials invalid"))
+			c.bad++
+			return
+		}
+		user, pass = p.User, p.Password
+	case "LOGIN":
+		u, ok := c.authResponse(ir, hasIR, saslmech.LoginUserPrompt)
+		if !ok {
+			return
+		}
+		p, ok := c.authResponse("", false, saslmech.LoginPasswordPrompt)
+		if !ok {
+			return
+		}
+		user, pass = string(u), string(p)
+	case "":
+		c.replyBad(reply.New(501, "5.5.4", "Syntax: AUTH mechanism"))
+		return
+	default:
+		c.replyBad(reply.New(504, "5.5.4", "Unrecognized authentication type"))
+		return
+	}
+	if user == "" {
+		c.replyBad(errAuthSyntax)
+		return
+	}
+	sender, err := c.srv.backend.Login(ctx, &c.info, user, pass)
+	if err != nil {
+		r := reply.FromError(err, c.info.ID)
+		if r.Code == 451 && r.Enhanced == "4.3.0" {
+			r = reply.New(454, "4.7.0", "Temporary authentication failure (ref "+c.info.ID+")")
+		}
+		c.reply(r)
+		if r.Permanent() {
+			c.bad++
+		}
+		return
+	}
+	c.sender = sender
+	c.log = c.log.With("account", sender.Name())
+	c.reply(reply.New(235, "2.7.0", "Authentication successful"))
+}
+
+// authResponse returns the client's decoded response: the initial response
+// when one was given, else the answer to a 334 with prompt. A "*" cancels.
+func (c *conn) authResponse(ir string, hasIR bool, prompt string) ([]byte, bool) {
+	line := ir
+	if !hasIR {
+		c.reply(reply.Reply{Code: 334, Lines: []string{prompt}})
+		var err error
+		line, err = c.readLine(c.srv.cfg.MaxAuthBytes)
+		if err != nil {
+			if err == errLineTooLong {
+				c.replyBad(reply.New(500, "5.5.2", "Line too long"))
+			} else {
+				c.quit = true
+			}
+			return nil, false
+		}
+	}
+	if strings.TrimSpace(line) == "*" {
+		c.replyBad(errAuthCancelled)
+		return nil, false
+	}
+	b, err := saslmech.DecodeBase64(line)
+	if err != nil {
+		c.replyBad(errAuthSyntax)
+		return nil, false
+	}
+	return b, true
+}

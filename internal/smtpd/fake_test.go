@@ -1,0 +1,183 @@
+package smtpd_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
+)
+
+// fakeBackend accepts alice/pw, refuses others, and relays into memory.
+// Recipients whose local part starts with "bad" are refused with 550.
+type fakeBackend struct {
+	mu       sync.Mutex
+	batches  [][]smtpd.Command
+	messages [][]byte
+	beginErr error
+}
+
+func (b *fakeBackend) Login(_ context.Context, _ *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
+	switch {
+	case user == "alice" && pass == "pw":
+		return &fakeSender{b: b}, nil
+	case user == "temp":
+		return nil, reply.New(454, "4.7.0", "token endpoint unavailable")
+	case user == "oops":
+		return nil, errors.New("internal detail /etc/secret")
+	}
+	return nil, reply.New(535, "5.7.8", "Authentication credentials invalid")
+}
+
+type fakeSender struct{ b *fakeBackend }
+
+func (s *fakeSender) Name() string { return "alice" }
+func (s *fakeSender) Begin(context.Context, *smtpd.ConnInfo) (smtpd.Txn, error) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if s.b.beginErr != nil {
+		return nil, s.b.beginErr
+	}
+	return &fakeTxn{b: s.b}, nil
+}
+
+type fakeTxn struct {
+	b      *fakeBackend
+	ok     int
+	closed bool
+}
+
+func (t *fakeTxn) Envelope(_ context.Context, cmds []smtpd.Command) []reply.Reply {
+	t.b.mu.Lock()
+	t.b.batches = append(t.b.batches, append([]smtpd.Command(nil), cmds...))
+	t.b.mu.Unlock()
+	out := make([]reply.Reply, len(cmds))
+	for i, c := range cmds {
+		switch c.Verb {
+		case smtpd.VerbMail:
+			out[i] = reply.New(250, "2.1.0", "OK from upstream")
+		case smtpd.VerbRcpt:
+			if strings.HasPrefix(c.Addr, "bad") {
+				out[i] = reply.New(550, "5.1.1", "no such user upstream")
+			} else {
+				t.ok++
+				out[i] = reply.New(250, "2.1.5", "OK")
+			}
+		case smtpd.VerbData:
+			if t.ok == 0 {
+				out[i] = reply.New(554, "5.5.1", "no valid recipients upstream")
+			} else {
+				out[i] = reply.New(354, "", "Go ahead")
+			}
+		}
+	}
+	return out
+}
+
+func (t *fakeTxn) Data(_ context.Context, r io.Reader) reply.Reply {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return reply.FromError(err, "x")
+	}
+	t.b.mu.Lock()
+	t.b.messages = append(t.b.messages, b)
+	t.b.mu.Unlock()
+	return reply.New(250, "2.0.0", "OK queued upstream")
+}
+
+func (t *fakeTxn) Close() {
+	if t.closed {
+		panic("Txn closed twice")
+	}
+	t.closed = true
+}
+
+func (b *fakeBackend) lastMessage() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.messages) == 0 {
+		return nil
+	}
+	return b.messages[len(b.messages)-1]
+}
+
+// startServer runs a server on loopback and returns its address.
+func startServer(t *testing.T, cfg smtpd.Config, b smtpd.Backend) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtpd.New(cfg, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c2()
+		_ = srv.Shutdown(sctx)
+		cancel()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// client is a raw SMTP client for dialog tests.
+type client struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := c.nc.Write([]byte(s)); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// readReply reads one (possibly multi-line) reply and returns its lines.
+func (c *client) readReply() []string {
+	c.t.Helper()
+	var lines []string
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("read reply (have %q): %v", lines, err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		lines = append(lines, l)
+		if len(l) < 4 || l[3] != '-' {
+			return lines
+		}
+	}
+}
+
+// expect reads one reply and checks that its last line starts with prefix.
+func (c *client) expect(prefix string) string {
+	c.t.Helper()
+	lines := c.readReply()
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, prefix) {
+		c.t.Fatalf("got %q, want prefix %q", lines, prefix)
+	}
+	return last
+}
