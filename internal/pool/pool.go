@@ -1,0 +1,257 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Session is an upstream session as the pool sees it.
+type Session interface {
+	Broken() bool
+	Quit(ctx context.Context) error // polite close: QUIT, then close
+	Close() error                   // immediate close
+}
+
+// Config sets a pool's limits.
+type Config struct {
+	Max         int           // open sessions at most; at least 1
+	MaxMessages int           // retire a session after this many messages; 0 = no limit
+	MaxAge      time.Duration // retire a session older than this; 0 = no limit
+	IdleTimeout time.Duration // Sweep closes sessions idle longer than this; 0 = never
+	QuitTimeout time.Duration // bound on a polite QUIT; default 5s
+	Now         func() time.Time
+}
+
+// ErrBusy is returned by Lease when every session stayed busy until the
+// context ended.
+var ErrBusy = errors.New("all upstream sessions busy")
+
+// ErrClosed is returned by Lease after Close.
+var ErrClosed = errors.New("pool closed")
+
+// Pool is one account's set of upstream sessions.
+type Pool[S Session] struct {
+	cfg  Config
+	dial func(ctx context.Context) (S, error)
+
+	slots chan struct{} // one token per lease; capacity Max
+
+	mu     sync.Mutex
+	idle   []*entry[S] // most recently used last
+	closed bool
+
+	closers sync.WaitGroup // background QUITs
+
+	opened atomic.Int64 // sessions dialed, ever
+	open   atomic.Int64 // sessions open now
+	busy   atomic.Int64 // sessions leased now
+}
+
+type entry[S Session] struct {
+	s        S
+	born     time.Time
+	lastUsed time.Time
+	messages int
+}
+
+// Lease is one borrowed session.
+type Lease[S Session] struct {
+	e     *entry[S]
+	fresh bool
+	done  bool
+}
+
+// Session returns the leased session.
+func (l *Lease[S]) Session() S { return l.e.s }
+
+// Fresh reports whether the session was dialed for this lease (rather than
+// reused): a failure on a fresh session is not a stale-session failure.
+func (l *Lease[S]) Fresh() bool { return l.fresh }
+
+// Delivered counts one message carried by the session (for MaxMessages).
+func (l *Lease[S]) Delivered() { l.e.messages++ }
+
+// New returns a pool that opens sessions with dial.
+func New[S Session](cfg Config, dial func(ctx context.Context) (S, error)) *Pool[S] {
+	if cfg.Max < 1 {
+		cfg.Max = 1
+	}
+	if cfg.QuitTimeout == 0 {
+		cfg.QuitTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Pool[S]{cfg: cfg, dial: dial, slots: make(chan struct{}, cfg.Max)}
+}
+
+// Lease returns an idle session or a newly dialed one. While the pool is
+// at its cap it waits up to wait (and never past ctx) and then returns
+// ErrBusy. A dial is bounded by ctx alone. Dial errors are returned as
+// they are.
+func (p *Pool[S]) Lease(ctx context.Context, wait time.Duration) (*Lease[S], error) {
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(wait)
+		select {
+		case p.slots <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			return nil, ErrBusy
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ErrBusy
+		}
+	}
+	now := p.cfg.Now()
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			<-p.slots
+			return nil, ErrClosed
+		}
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		e := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if p.expired(e, now) {
+			p.retire(e, true)
+			continue
+		}
+		p.busy.Add(1)
+		return &Lease[S]{e: e}, nil
+	}
+	s, err := p.dial(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	p.opened.Add(1)
+	p.open.Add(1)
+	p.busy.Add(1)
+	return &Lease[S]{e: &entry[S]{s: s, born: now, lastUsed: now}, fresh: true}, nil
+}
+
+func (p *Pool[S]) expired(e *entry[S], now time.Time) bool {
+	if p.cfg.MaxAge > 0 && now.Sub(e.born) >= p.cfg.MaxAge {
+		return true
+	}
+	if p.cfg.MaxMessages > 0 && e.messages >= p.cfg.MaxMessages {
+		return true
+	}
+	return p.cfg.IdleTimeout > 0 && now.Sub(e.lastUsed) >= p.cfg.IdleTimeout
+}
+
+// Release returns a leased session: kept for reuse when healthy and not
+// due for retirement, otherwise closed. Calling it twice is harmless.
+func (p *Pool[S]) Release(l *Lease[S]) {
+	if l == nil || l.done {
+		return
+	}
+	l.done = true
+	p.busy.Add(-1)
+	e := l.e
+	now := p.cfg.Now()
+	e.lastUsed = now
+	if e.s.Broken() {
+		p.retire(e, false)
+		<-p.slots
+		return
+	}
+	p.mu.Lock()
+	if p.closed || p.expired(e, now) {
+		p.mu.Unlock()
+		p.retire(e, true)
+		<-p.slots
+		return
+	}
+	p.idle = append(p.idle, e)
+	p.mu.Unlock()
+	<-p.slots
+}
+
+// Discard closes a leased session that must not be reused.
+func (p *Pool[S]) Discard(l *Lease[S]) {
+	if l == nil || l.done {
+		return
+	}
+	l.done = true
+	p.busy.Add(-1)
+	p.retire(l.e, false)
+	<-p.slots
+}
+
+// retire closes a session; politely (QUIT in the background) when asked.
+func (p *Pool[S]) retire(e *entry[S], polite bool) {
+	p.open.Add(-1)
+	if !polite || e.s.Broken() {
+		_ = e.s.Close()
+		return
+	}
+	p.closers.Add(1)
+	go func() {
+		defer p.closers.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.QuitTimeout)
+		defer cancel()
+		_ = e.s.Quit(ctx)
+	}()
+}
+
+// Sweep closes idle sessions that are past their idle timeout or age.
+func (p *Pool[S]) Sweep() {
+	now := p.cfg.Now()
+	var stale []*entry[S]
+	p.mu.Lock()
+	keep := p.idle[:0]
+	for _, e := range p.idle {
+		if p.expired(e, now) {
+			stale = append(stale, e)
+		} else {
+			keep = append(keep, e)
+		}
+	}
+	for i := len(keep); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = keep
+	p.mu.Unlock()
+	for _, e := range stale {
+		p.retire(e, true)
+	}
+}
+
+// Close QUITs idle sessions and refuses new leases; leased sessions are
+// closed when released. It waits for the QUITs it started.
+func (p *Pool[S]) Close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, e := range idle {
+		p.retire(e, true)
+	}
+	p.closers.Wait()
+}
+
+// Stats is a snapshot of a pool's counters.
+type Stats struct {
+	Opened int64 // sessions dialed since start
+	Open   int64 // sessions open now (busy + idle)
+	Busy   int64 // sessions leased now
+}
+
+// Stats returns the pool's counters.
+func (p *Pool[S]) Stats() Stats {
+	return Stats{Opened: p.opened.Load(), Open: p.open.Load(), Busy: p.busy.Load()}
+}

@@ -1,0 +1,221 @@
+package pool_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fakeSession struct {
+	id     int
+	broken atomic.Bool
+	quit   atomic.Bool
+	closed atomic.Bool
+}
+
+func (s *fakeSession) Broken() bool { return s.broken.Load() }
+func (s *fakeSession) Quit(context.Context) error {
+	s.quit.Store(true)
+	s.closed.Store(true)
+	return nil
+}
+func (s *fakeSession) Close() error { s.closed.Store(true); return nil }
+
+type dialer struct {
+	mu    sync.Mutex
+	n     int
+	all   []*fakeSession
+	fail  error
+	delay time.Duration
+}
+
+func (d *dialer) dial(ctx context.Context) (*fakeSession, error) {
+	if d.delay > 0 {
+		select {
+		case <-time.After(d.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail != nil {
+		return nil, d.fail
+	}
+	d.n++
+	s := &fakeSession{id: d.n}
+	d.all = append(d.all, s)
+	return s, nil
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestPool_capHoldsUnder500Clients(t *testing.T) {
+	t.Parallel()
+	d := &dialer{delay: time.Millisecond}
+	p := pool.New(pool.Config{Max: 3}, d.dial)
+	defer p.Close()
+	var inUse, peak atomic.Int64
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := 0; i < 500; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := p.Lease(context.Background(), 10*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inUse.Add(1)
+			for {
+				old := peak.Load()
+				if n <= old || peak.CompareAndSwap(old, n) {
+					break
+				}
+			}
+			if o := p.Stats().Open; o > 3 {
+				t.Errorf("open sessions %d > cap 3", o)
+			}
+			inUse.Add(-1)
+			ok.Add(1)
+			p.Release(l)
+		}()
+	}
+	wg.Wait()
+	if peak.Load() > 3 || ok.Load() != 500 {
+		t.Fatalf("peak %d, ok %d", peak.Load(), ok.Load())
+	}
+	if d.n > 3 {
+		t.Fatalf("dialed %d sessions for cap 3", d.n)
+	}
+}
+
+func TestPool_reuseAndRetire(t *testing.T) {
+	t.Parallel()
+	clk := &clock{t: time.Unix(1e9, 0)}
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 2, MaxMessages: 2, MaxAge: time.Hour, IdleTimeout: time.Minute, Now: clk.now}, d.dial)
+	defer p.Close()
+	ctx := context.Background()
+
+	l, _ := p.Lease(ctx, time.Second)
+	if !l.Fresh() {
+		t.Fatal("first lease not fresh")
+	}
+	s1 := l.Session()
+	l.Delivered()
+	p.Release(l)
+
+	l, _ = p.Lease(ctx, time.Second)
+	if l.Fresh() || l.Session() != s1 {
+		t.Fatal("idle session not reused")
+	}
+	l.Delivered() // second message: due for retirement
+	p.Release(l)
+	waitFor(t, s1.quit.Load, "session past MaxMessages QUIT")
+
+	l, _ = p.Lease(ctx, time.Second)
+	s2 := l.Session()
+	p.Release(l)
+	clk.add(2 * time.Minute)
+	p.Sweep()
+	p.Close() // waits for the background QUIT
+	if !s2.quit.Load() {
+		t.Fatal("idle session not closed by Sweep")
+	}
+	if st := p.Stats(); st.Open != 0 || st.Busy != 0 || st.Opened != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPool_brokenSessionIsNotReused(t *testing.T) {
+	t.Parallel()
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 1}, d.dial)
+	defer p.Close()
+	l, _ := p.Lease(context.Background(), time.Second)
+	s := l.Session()
+	s.broken.Store(true)
+	p.Release(l)
+	if !s.closed.Load() || s.quit.Load() {
+		t.Fatal("broken session must be closed without QUIT")
+	}
+	l, _ = p.Lease(context.Background(), time.Second)
+	if l.Session() == s {
+		t.Fatal("broken session reused")
+	}
+	p.Discard(l)
+	if p.Stats().Open != 0 {
+		t.Fatal("discarded session still counted")
+	}
+}
+
+func TestPool_busyAndDialErrors(t *testing.T) {
+	t.Parallel()
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 1}, d.dial)
+	defer p.Close()
+	l, _ := p.Lease(context.Background(), time.Second)
+	if _, err := p.Lease(context.Background(), 20*time.Millisecond); !errors.Is(err, pool.ErrBusy) {
+		t.Fatalf("want ErrBusy, got %v", err)
+	}
+	p.Release(l)
+
+	boom := errors.New("dial failed")
+	d2 := &dialer{fail: boom}
+	p2 := pool.New(pool.Config{Max: 1}, d2.dial)
+	defer p2.Close()
+	for i := 0; i < 3; i++ { // a failed dial must give its slot back
+		if _, err := p2.Lease(context.Background(), 20*time.Millisecond); !errors.Is(err, boom) {
+			t.Fatalf("want dial error, got %v", err)
+		}
+	}
+}
+
+// waitFor polls cond until it holds (background QUITs are asynchronous).
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func BenchmarkLeaseRelease(b *testing.B) {
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 8}, d.dial)
+	defer p.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l, err := p.Lease(ctx, time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.Release(l)
+		}
+	})
+}
