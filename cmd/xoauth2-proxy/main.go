@@ -1,0 +1,244 @@
+// Command xoauth2-proxy is an SMTP relay that lets bulk-mail software that
+// speaks AUTH PLAIN/LOGIN send through Gmail and Microsoft 365 mailboxes
+// that accept only OAuth2. See README.md.
+//
+// Usage:
+//
+//	xoauth2-proxy [serve] [flags]      serve (the default, like the old tool)
+//	xoauth2-proxy demo [flags]         embedded demo against a built-in fake provider
+//	xoauth2-proxy check-config [flags] validate config.json and accounts.json
+//	xoauth2-proxy hash-password        read a password, print a bcrypt hash for smtp_password
+//	xoauth2-proxy version
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/demo"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args, stderr)
+	case "demo":
+		err = runDemo(args, stdout, stderr)
+	case "check-config":
+		err = checkConfig(args, stdout, stderr)
+	case "hash-password":
+		err = hashPassword(stdin, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "xoauth2-proxy", version)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: xoauth2-proxy [serve|demo|check-config|hash-password|version] [flags]")
+	default:
+		fmt.Fprintf(stderr, "xoauth2-proxy: unknown command %q (try: serve, demo, check-config, hash-password, version)\n", cmd)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "xoauth2-proxy:", err)
+		return 1
+	}
+	return 0
+}
+
+// common holds the flags the old tool had (COMPAT.md).
+type common struct {
+	config, accounts string
+	host             string
+	port             int
+	adminHost        string
+	adminPort        int
+	globalConc       int
+	dryRun           bool
+	adminOnly        bool
+	logLevel         string
+	logFormat        string
+	explicitConfig   bool
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.config, "config", "config.json", "global configuration file (or, as the old tool allowed, an accounts file)")
+	fs.StringVar(&c.accounts, "accounts", "accounts.json", "accounts file")
+	fs.StringVar(&c.host, "host", "127.0.0.1", "SMTP listen address")
+	fs.IntVar(&c.port, "port", 2525, "SMTP listen port")
+	fs.StringVar(&c.adminHost, "admin-host", "127.0.0.1", "admin API listen address (not yet served)")
+	fs.IntVar(&c.adminPort, "admin-port", 9090, "admin API port (not yet served)")
+	fs.IntVar(&c.globalConc, "global-concurrency", 0, "maximum client connections (overrides global_concurrency_limit)")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "accept and discard messages; never contact a provider")
+	fs.BoolVar(&c.adminOnly, "admin-only", false, "run only the admin API (not yet available)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+}
+
+func (c *common) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			c.explicitConfig = true
+		}
+	})
+	return nil
+}
+
+func (c *common) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", c.logFormat)
+}
+
+func (c *common) loadOptions() config.LoadOptions {
+	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig}
+}
+
+func serve(args []string, stderr io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.register(fs)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if c.adminOnly {
+		return errors.New("--admin-only: the admin API is not implemented yet")
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	svc, err := service.New(service.Options{
+		Load:              c.loadOptions(),
+		Listen:            net.JoinHostPort(c.host, strconv.Itoa(c.port)),
+		GlobalConcurrency: c.globalConc,
+		DryRun:            c.dryRun,
+		Logger:            log,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		// A second signal exits at once.
+		<-ctx.Done()
+		stop()
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM, os.Interrupt)
+		<-ch
+		log.Warn("second signal: exiting now")
+		os.Exit(1)
+	}()
+	return svc.Run(ctx)
+}
+
+func runDemo(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o demo.Options
+	var verbose bool
+	fs.IntVar(&o.Accounts, "accounts", 20, "accounts to generate")
+	fs.IntVar(&o.Messages, "messages", 2000, "messages to send through the proxy (-1 for none)")
+	fs.IntVar(&o.Connections, "connections", 10, "client connections")
+	fs.IntVar(&o.Port, "port", 0, "proxy SMTP port (0: any free port)")
+	fs.StringVar(&o.Dir, "dir", "", "directory for the generated files (default: a temporary one)")
+	fs.BoolVar(&o.KeepRunning, "keep-running", false, "keep the proxy and fake provider running after the batch")
+	fs.BoolVar(&verbose, "v", false, "log every message and session")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.Out = stdout
+	if verbose {
+		o.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return demo.Run(ctx, o)
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.register(fs)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	snap, warns, err := config.Load(c.loadOptions())
+	for _, w := range warns {
+		fmt.Fprintln(stdout, "warning:", w.String())
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, snap.Summary())
+	fmt.Fprintln(stdout, "configuration OK")
+	return nil
+}
+
+func hashPassword(stdin io.Reader, stdout, stderr io.Writer) error {
+	var pass string
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return err
+		}
+		pass = string(b)
+	} else {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return fmt.Errorf("read password from stdin: %w", err)
+		}
+		pass = strings.TrimRight(line, "\r\n")
+	}
+	h, err := account.HashPassword(pass)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, h)
+	return nil
+}

@@ -1,0 +1,189 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Provider block names. An account whose provider is neither gmail nor
+// outlook uses the "default" block.
+const (
+	ProviderGmail   = "gmail"
+	ProviderOutlook = "outlook"
+	ProviderDefault = "default"
+)
+
+// Token endpoints used when neither the provider block nor the account sets
+// oauth_token_url (COMPAT.md).
+const (
+	GmailTokenURL   = "https://oauth2.googleapis.com/token"
+	OutlookTokenURL = "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+)
+
+// outlookMaxSessions is how many concurrent SMTP sessions Microsoft 365
+// allows per mailbox; more are refused with "432 4.3.2 Concurrent
+// connections limit exceeded" (Exchange Online sending limits).
+const outlookMaxSessions = 3
+
+// builtinProviders returns fresh copies of the built-in provider blocks. A
+// block in config.json overrides them key by key.
+func builtinProviders() map[string]Provider {
+	retry := Retry{MaxAttempts: 2, BackoffFactor: 2, MaxDelay: 30 * time.Second, Jitter: true}
+	breaker := CircuitBreaker{Enabled: true, FailureThreshold: 5, RecoveryTimeout: 60 * time.Second}
+	pool := func(conns int) Pool {
+		return Pool{
+			MaxConnectionsPerAccount: conns,
+			MaxMessagesPerConnection: 100,
+			ConnectionMaxAge:         300 * time.Second,
+			ConnectionIdleTimeout:    30 * time.Second,
+		}
+	}
+	return map[string]Provider{
+		ProviderGmail: {
+			Name: ProviderGmail, SMTPAddr: "smtp.gmail.com:587", TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
+			TokenURL: GmailTokenURL, MaxConcurrentMessages: 200, Pool: pool(10),
+			Retry: retry, CircuitBreaker: breaker,
+		},
+		ProviderOutlook: {
+			Name: ProviderOutlook, SMTPAddr: "smtp.office365.com:587", TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
+			TokenURL: OutlookTokenURL, MaxConcurrentMessages: 150, Pool: pool(outlookMaxSessions),
+			Retry: retry, CircuitBreaker: breaker,
+		},
+		ProviderDefault: {
+			Name: ProviderDefault, TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
+			MaxConcurrentMessages: 100, Pool: pool(5),
+			Retry: retry, CircuitBreaker: breaker,
+		},
+	}
+}
+
+// blockName maps an account's provider to the provider block it uses.
+func blockName(provider string) string {
+	switch p := strings.ToLower(provider); p {
+	case ProviderGmail, ProviderOutlook:
+		return p
+	default:
+		return ProviderDefault
+	}
+}
+
+// parseProviders reads the "providers" object on top of the built-in blocks.
+func parseProviders(o *object, out map[string]Provider) {
+	for _, name := range []string{ProviderGmail, ProviderOutlook, ProviderDefault} {
+		b := o.child(name)
+		if b == nil {
+			continue
+		}
+		p := out[name]
+		parseProvider(b, &p)
+		b.finish()
+		out[name] = p
+	}
+	o.finish()
+}
+
+// parseProvider applies one provider block to p and checks what it set.
+func parseProvider(o *object, p *Provider) {
+	if o.str("smtp_endpoint", &p.SMTPAddr) {
+		checkEndpoint(o, "smtp_endpoint", p.SMTPAddr)
+	}
+	if o.str("oauth_token_url", &p.TokenURL) {
+		checkTokenURL(o, "oauth_token_url", p.TokenURL)
+	}
+	tlsMode(o, "smtp_tls", &p.TLS)
+	mechanism(o, "auth_mechanism", &p.Mechanism)
+	o.count("max_concurrent_messages", 1, &p.MaxConcurrentMessages)
+	parsePool(o.child("connection_pool"), &p.Pool)
+	parseRateLimiting(o.child("rate_limiting"), &p.RateLimiting)
+	parseRetry(o.child("retry"), &p.Retry)
+	parseCircuitBreaker(o.child("circuit_breaker"), &p.CircuitBreaker)
+
+	if p.TLS == TLSNone && p.SMTPAddr != "" {
+		checkCleartext(o, "smtp_tls", p.SMTPAddr)
+	}
+	if p.Name == ProviderOutlook && p.Pool.MaxConnectionsPerAccount > outlookMaxSessions {
+		o.warnf("connection_pool.max_connections_per_account",
+			"%d exceeds the %d concurrent sessions Microsoft allows per mailbox; extra sessions will be refused",
+			p.Pool.MaxConnectionsPerAccount, outlookMaxSessions)
+	}
+}
+
+// parsePool reads a "connection_pool" block or an account's
+// "connection_settings".
+func parsePool(o *object, p *Pool) {
+	if o == nil {
+		return
+	}
+	o.count("max_connections_per_account", 1, &p.MaxConnectionsPerAccount)
+	o.count("max_messages_per_connection", 1, &p.MaxMessagesPerConnection)
+	o.seconds("connection_max_age_seconds", true, &p.ConnectionMaxAge)
+	o.seconds("connection_idle_timeout_seconds", true, &p.ConnectionIdleTimeout)
+	// The old tool's pre-warming knobs: we open sessions on demand only.
+	o.ignore("connection_acquire_timeout_seconds", "adaptive_prewarm_enabled",
+		"prewarm_min_connections", "prewarm_max_connections", "prewarm_min_message_threshold",
+		"prewarm_messages_per_connection", "prewarm_concurrent_tasks", "idle_connection_reuse_timeout",
+		"prewarm_percentage", "periodic_rewarm_enabled", "periodic_rewarm_interval_seconds",
+		"rewarm_concurrent_tasks")
+	o.finish()
+}
+
+func parseRateLimiting(o *object, r *RateLimiting) {
+	if o == nil {
+		return
+	}
+	o.boolean("enabled", &r.Enabled)
+	o.count("messages_per_hour", 0, &r.MessagesPerHour)
+	o.count("messages_per_minute_per_connection", 0, &r.MessagesPerMinutePerConnection)
+	o.count("burst_size", 0, &r.BurstSize)
+	o.finish()
+}
+
+func parseRetry(o *object, r *Retry) {
+	if o == nil {
+		return
+	}
+	o.count("max_attempts", 1, &r.MaxAttempts)
+	o.fraction("backoff_factor", &r.BackoffFactor)
+	o.seconds("max_delay_seconds", false, &r.MaxDelay)
+	o.boolean("jitter_enabled", &r.Jitter)
+	o.finish()
+}
+
+func parseCircuitBreaker(o *object, c *CircuitBreaker) {
+	if o == nil {
+		return
+	}
+	o.boolean("enabled", &c.Enabled)
+	o.count("failure_threshold", 1, &c.FailureThreshold)
+	o.seconds("recovery_timeout_seconds", true, &c.RecoveryTimeout)
+	o.ignore("half_open_max_calls")
+	o.finish()
+}
+
+// tlsMode reads "smtp_tls".
+func tlsMode(o *object, key string, dst *TLSMode) {
+	var s string
+	if !o.str(key, &s) {
+		return
+	}
+	switch m := TLSMode(strings.ToLower(s)); m {
+	case TLSStartTLS, TLSImplicit, TLSNone:
+		*dst = m
+	default:
+		o.errorf(key, `must be "starttls", "tls" or "none", not %q`, s)
+	}
+}
+
+// mechanism reads "auth_mechanism", case-insensitively.
+func mechanism(o *object, key string, dst *Mechanism) {
+	var s string
+	if !o.str(key, &s) {
+		return
+	}
+	switch m := Mechanism(strings.ToUpper(s)); m {
+	case MechXOAUTH2, MechOAUTHBEARER:
+		*dst = m
+	default:
+		o.errorf(key, `must be "xoauth2" or "oauthbearer", not %q`, s)
+	}
+}

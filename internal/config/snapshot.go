@@ -1,0 +1,172 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+)
+
+// TLSMode says how an upstream session is secured (key "smtp_tls").
+type TLSMode string
+
+const (
+	TLSStartTLS TLSMode = "starttls" // default: plain connect, then STARTTLS
+	TLSImplicit TLSMode = "tls"      // TLS from the first byte (port 465 style)
+	TLSNone     TLSMode = "none"     // cleartext; refused unless the host is loopback
+)
+
+// Mechanism is the SASL mechanism used upstream (key "auth_mechanism").
+type Mechanism string
+
+const (
+	MechXOAUTH2     Mechanism = "XOAUTH2" // default
+	MechOAUTHBEARER Mechanism = "OAUTHBEARER"
+)
+
+// Snapshot is one fully loaded, validated and defaulted configuration. It
+// is immutable after Load returns; a reload builds a new one.
+type Snapshot struct {
+	ConfigPath   string // file the global settings came from; "" when built-in defaults were used
+	AccountsPath string // file the accounts came from
+	Global       Global
+	// Providers holds the resolved provider blocks by name: always "gmail",
+	// "outlook" and "default" (built-in defaults where the file has none).
+	Providers map[string]Provider
+	Accounts  []*Account // in file order
+}
+
+// Global is the "global" block of config.json.
+type Global struct {
+	SMTP        SMTP
+	Timeouts    Timeouts
+	Concurrency Concurrency
+	HTTPPool    HTTPPool
+	// TokenRefreshBuffer is how long before expiry a cached access token is
+	// treated as expired ("oauth2.token_refresh_buffer_seconds", default 300s).
+	TokenRefreshBuffer time.Duration
+}
+
+// SMTP is "global.smtp".
+type SMTP struct {
+	ServerHostname  string // banner and EHLO name; default "xoauth2-proxy"
+	MaxMessageBytes int64  // "max_message_size"; default 52428800 (50 MiB)
+	MaxRecipients   int    // per message; default 1000
+	// MaxLineBytes is the longest body line accepted, CRLF excluded
+	// ("max_line_length"). Default 10000; smaller values are raised to
+	// 10000 with a warning, because bulk HTML breaks the 998 rule.
+	MaxLineBytes int
+	// TrustedNetworks may AUTH to accounts without smtp_password, with any
+	// password. Default 127.0.0.0/8 and ::1/128; empty: no network is
+	// trusted.
+	TrustedNetworks []netip.Prefix
+	// UpstreamCAFile holds extra PEM roots for upstream TLS, besides the
+	// system roots; "" means none. A relative path in config.json is
+	// resolved against the file's directory, so this one is absolute.
+	UpstreamCAFile     string
+	UseSourceIPBinding bool // default true
+	ValidateSourceIP   bool // default true
+	UseIPv6            bool // default false
+}
+
+// Timeouts is "global.timeouts" (old files also put oauth2_timeout directly
+// under "global").
+type Timeouts struct {
+	OAuth2            time.Duration // one token request; default 10s
+	ConnectionAcquire time.Duration // wait for an upstream session; default 5s
+	SMTP              time.Duration // one upstream command; default 30s ("smtp_timeout")
+}
+
+// Concurrency is "global.concurrency".
+type Concurrency struct {
+	// GlobalConcurrencyLimit caps client connections; default 10000.
+	GlobalConcurrencyLimit int
+	BackpressureQueueSize  int // accepted for compatibility, informational; default 1000
+}
+
+// HTTPPool is "global.http_pool": the HTTP client used for token requests.
+type HTTPPool struct {
+	TotalConnections   int           // open connections over all hosts; default 500
+	ConnectionsPerHost int           // per token endpoint host; default 100
+	DNSCacheTTL        time.Duration // "dns_cache_ttl_seconds"; default 300s; accepted, informational
+	ConnectTimeout     time.Duration // "connect_timeout_seconds"; default 5s
+}
+
+// Pool is a "connection_pool" block (or an account's "connection_settings").
+type Pool struct {
+	MaxConnectionsPerAccount int           // upstream sessions per account; built-in: gmail 10, outlook 3, default 5
+	MaxMessagesPerConnection int           // retire a session after this many messages; default 100
+	ConnectionMaxAge         time.Duration // retire after this age; default 300s
+	ConnectionIdleTimeout    time.Duration // QUIT idle sessions after this; default 30s
+}
+
+// RateLimiting is a "rate_limiting" block; parsed and kept for the budgets
+// issue, not enforced yet. Built-in: disabled, all zero.
+type RateLimiting struct {
+	Enabled                        bool
+	MessagesPerHour                int
+	MessagesPerMinutePerConnection int
+	BurstSize                      int
+}
+
+// Retry is a "retry" block. Built-in: 2 attempts, factor 2, 30s, jitter.
+type Retry struct {
+	MaxAttempts   int
+	BackoffFactor float64
+	MaxDelay      time.Duration
+	Jitter        bool
+}
+
+// CircuitBreaker is a "circuit_breaker" block. Built-in: enabled, 5
+// failures, 60s.
+type CircuitBreaker struct {
+	Enabled          bool
+	FailureThreshold int
+	RecoveryTimeout  time.Duration
+}
+
+// Provider is one resolved entry of "providers".
+type Provider struct {
+	Name                  string
+	SMTPAddr              string    // "smtp_endpoint"; default smtp.gmail.com:587 / smtp.office365.com:587
+	TLS                   TLSMode   // "smtp_tls"; default starttls
+	Mechanism             Mechanism // "auth_mechanism"; default XOAUTH2
+	TokenURL              string    // "oauth_token_url"; default per COMPAT.md
+	MaxConcurrentMessages int       // per-account in-flight cap; default gmail 200, outlook 150, default 100
+	Pool                  Pool
+	RateLimiting          RateLimiting
+	Retry                 Retry
+	CircuitBreaker        CircuitBreaker
+}
+
+// Account is one resolved entry of accounts.json: provider defaults and
+// per-account overrides already applied.
+type Account struct {
+	ID           string // "account_id"
+	Email        string // "email", as written
+	Provider     string // "gmail", "outlook" or another name (uses the "default" block)
+	ClientID     string
+	ClientSecret secret.String // empty when absent
+	RefreshToken secret.String
+	Scope        string // "scope"; sent with the refresh grant when set
+	TokenURL     string // "oauth_token_url" or the provider's
+	SMTPAddr     string // "oauth_endpoint" or the provider's, host:port
+	TLS          TLSMode
+	Mechanism    Mechanism
+	IPAddress    netip.Addr // "ip_address"; invalid (zero) when absent
+	VMTAName     string
+	// SMTPPassword is what a client must send as AUTH password. Empty: the
+	// account may be used only from trusted networks. PasswordHashed tells
+	// whether it is a bcrypt hash ($2a$, $2b$, $2y$) or plain text.
+	SMTPPassword          secret.String
+	PasswordHashed        bool
+	MaxConcurrentMessages int // in-flight cap for this account
+	MaxMessagesPerHour    int // 0: none
+	Pool                  Pool
+	RateLimiting          RateLimiting
+	Retry                 Retry
+	CircuitBreaker        CircuitBreaker
+}
+
+// String identifies the account in logs without any secret.
+func (a *Account) String() string { return a.ID + " <" + a.Email + ">" }

@@ -1,0 +1,180 @@
+package fakeprovider
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"hash"
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+var errDropInBody = errors.New("drop-in-body")
+
+func (s *session) cmdData(arg string) {
+	switch {
+	case !s.t.active:
+		s.reply(503, "5.5.1", "need MAIL command")
+		return
+	case len(s.t.rcpts) == 0:
+		s.reply(554, "5.5.1", "Error: no valid recipients")
+		return
+	case arg != "":
+		s.reply(501, "5.5.4", "Syntax error, no parameters allowed")
+		return
+	case s.t.fx.dropAtData:
+		s.drop("drop-at-data")
+		return
+	case s.t.fx.dataCmd != nil:
+		r := *s.t.fx.dataCmd
+		s.t = txn{}
+		s.replyR(r)
+		return
+	}
+	s.reply(354, "", "Go ahead")
+	if s.w.Flush() != nil {
+		s.closed = true
+		return
+	}
+	// The body state lives in the session so nothing escapes per message.
+	s.body = body{h: s.body.h, keep: !s.p.opts.DiscardBodies, max: s.p.opts.MaxMessageBytes}
+	b := &s.body
+	b.h.Reset()
+	dropAfter := int64(-1)
+	if s.t.fx.dropInBody {
+		dropAfter = dropInBodyBytes
+	}
+	if err := readBody(s.r, b, dropAfter); err != nil {
+		if errors.Is(err, errDropInBody) {
+			s.drop("drop-in-body")
+		}
+		s.closed = true
+		return
+	}
+	b.finish()
+	t := s.t
+	s.t = txn{}
+	if b.over {
+		s.reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+		return
+	}
+	if t.fx.delay > 0 && !s.sleep(t.fx.delay) {
+		return
+	}
+	if r := t.fx.dataReply; r != nil {
+		s.p.log.Info("message rejected", "conn_id", s.id, "account", s.acct.Email, "code", r.Code)
+		s.replyR(*r)
+		return
+	}
+	s.nmsg++
+	m := Message{
+		ID:         s.id + "." + strconv.Itoa(s.nmsg),
+		AuthUser:   s.acct.Email,
+		From:       t.from,
+		Rcpts:      t.rcpts,
+		MailParams: t.params,
+		Data:       b.data,
+		Size:       int(b.n),
+		SHA256:     [32]byte(b.h.Sum(s.sum[:0])),
+	}
+	b.data = nil
+	s.p.deliver(m)
+	if s.p.log.Enabled(context.Background(), slog.LevelInfo) { // spare the benchmark the argument boxing
+		s.p.log.Info("message", "conn_id", s.id, "msg_id", m.ID, "account", m.AuthUser, "size", m.Size, "rcpts", len(m.Rcpts))
+	}
+	if t.fx.dropAfterDot {
+		s.drop("drop-after-dot")
+		return
+	}
+	s.reply(250, "2.0.0", "OK "+m.ID+" - gsmtp")
+}
+
+// sleep waits d, or until Close; it reports false when closing.
+func (s *session) sleep(d time.Duration) bool {
+	if s.w.Flush() != nil {
+		s.closed = true
+		return false
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-s.p.done:
+		s.closed = true
+		return false
+	}
+}
+
+// readBody streams the DATA content (RFC 5321 §4.5.2) into b: a line that
+// starts with "." loses that dot, and only CRLF "." CRLF ends the data. A
+// bare LF is content, not a line end, so "\n.\n" does not end it. Lines may
+// be any length; they are passed on in buffer-sized pieces without copying.
+// With dropAfter >= 0 it returns errDropInBody once that many bytes were
+// read.
+func readBody(r *bufio.Reader, b *body, dropAfter int64) error {
+	atStart := true // at the start of a line: after DATA's CRLF or a CRLF
+	prevCR := false // the previous piece ended in CR (a CRLF may be split)
+	var read int64
+	for {
+		line, err := r.ReadSlice('\n')
+		full := err == bufio.ErrBufferFull
+		if err != nil && !full {
+			return err
+		}
+		read += int64(len(line))
+		if atStart && line[0] == '.' {
+			if !full && len(line) == 3 && line[1] == '\r' {
+				return nil
+			}
+			line = line[1:]
+		}
+		b.write(line)
+		n := len(line)
+		if full {
+			atStart, prevCR = false, n > 0 && line[n-1] == '\r'
+		} else {
+			atStart = (n >= 2 && line[n-2] == '\r') || (n == 1 && prevCR)
+			prevCR = false
+		}
+		if dropAfter >= 0 && read >= dropAfter {
+			return errDropInBody
+		}
+	}
+}
+
+// body receives the content. The CRLF before the final "." belongs to the
+// last line of the message (RFC 5321 §4.1.1.4), so it is kept.
+type body struct {
+	h    hash.Hash
+	keep bool   // keep the bytes in data (no DiscardBodies)
+	data []byte // content, when keep
+	n    int64  // content bytes so far
+	max  int64  // Options.MaxMessageBytes
+	over bool   // n passed max: the rest is read and thrown away
+}
+
+func (b *body) write(p []byte) { b.emit(p) }
+
+// finish is called at the final dot.
+func (b *body) finish() {
+	if b.keep && b.data == nil && !b.over {
+		b.data = []byte{}
+	}
+}
+
+func (b *body) emit(p []byte) {
+	if len(p) == 0 || b.over {
+		return
+	}
+	b.n += int64(len(p))
+	if b.n > b.max {
+		b.over, b.data = true, nil
+		return
+	}
+	b.h.Write(p)
+	if b.keep {
+		b.data = append(b.data, p...)
+	}
+}

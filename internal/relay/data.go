@@ -1,0 +1,112 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
+)
+
+var errAmbiguous = reply.New(451, "4.4.2", "Upstream connection lost after the message was sent; it may or may not have been delivered")
+
+// countingReader counts the message bytes handed upstream.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error // the first non-EOF error of r
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// Data implements smtpd.Txn.
+func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
+	if t.lease == nil || t.broken {
+		return errLost
+	}
+	sess := t.lease.Session()
+	cr := &countingReader{r: r}
+	rp, err := sess.Body(ctx, cr)
+	t.size = cr.n
+	switch {
+	case cr.err != nil:
+		// The client side failed (size limit, line limit, disconnect);
+		// the upstream got no final dot and drops the partial message.
+		t.broken = true
+		rp = reply.FromError(cr.err, t.c.ID)
+	case err != nil && upstream.Ambiguous(err):
+		t.broken = true
+		t.r.Stats.Ambiguous.Add(1)
+		rp = errAmbiguous
+	case err != nil:
+		t.broken = true
+		var ue *upstream.Error
+		if errors.As(err, &ue) && ue.Reply != nil {
+			rp = *ue.Reply
+		} else {
+			rp = errLost
+		}
+	}
+	t.final = &rp
+	if rp.Positive() {
+		t.lease.Delivered()
+	}
+	return rp
+}
+
+// Close implements smtpd.Txn: the session goes back to the pool (after an
+// RSET when the transaction was left half-way), or is discarded when broken.
+func (t *txn) Close() {
+	defer t.a.Done()
+	t.logOutcome()
+	if t.lease == nil {
+		return
+	}
+	sess := t.lease.Session()
+	if t.broken || sess.Broken() {
+		t.a.Pool.Discard(t.lease)
+		t.lease = nil
+		return
+	}
+	if t.final == nil && t.answered {
+		// Aborted mid-envelope (RSET, client gone, refused DATA): clear
+		// the upstream's transaction before the session is reused.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := sess.Reset(ctx)
+		cancel()
+		if err != nil {
+			t.a.Pool.Discard(t.lease)
+			t.lease = nil
+			return
+		}
+	}
+	t.a.Pool.Release(t.lease)
+	t.lease = nil
+}
+
+func (t *txn) logOutcome() {
+	if t.final == nil {
+		if t.from != "" || t.rcpts > 0 {
+			t.r.log.Info("message aborted", "conn_id", t.c.ID, "remote", t.c.Remote.String(), "account", t.a.Cfg.ID,
+				"from", t.from, "rcpts", t.rcpts, "accepted_rcpts", t.okRcpts)
+		}
+		return
+	}
+	if t.final.Positive() {
+		t.r.Stats.Messages.Add(1)
+	} else {
+		t.r.Stats.Failed.Add(1)
+	}
+	t.r.log.Info("message", "conn_id", t.c.ID, "remote", t.c.Remote.String(), "account", t.a.Cfg.ID,
+		"from", t.from, "rcpts", t.rcpts, "accepted_rcpts", t.okRcpts, "size", t.size,
+		"code", t.final.Code, "reply", t.final.String(), "duration_ms", time.Since(t.start).Milliseconds())
+}

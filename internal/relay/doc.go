@@ -1,0 +1,22 @@
+// Package relay turns one client transaction into one upstream
+// transaction. It implements smtpd.Backend: Login authenticates through the
+// account registry; a Txn leases an authenticated session from the
+// account's pool at MAIL, forwards each envelope batch pipelined, streams
+// the body and hands back the upstream's own replies, so the client gets
+// 250 only for an upstream 250.
+//
+// Failure rules (docs/quirks.md):
+//   - A stale pooled session found dead on the first batch of a transaction,
+//     before any reply was read, is discarded and the batch is sent again
+//     on a fresh session: nothing of the transaction reached the upstream.
+//   - Any later failure is never retried: unanswered commands get 451 4.4.2,
+//     and a body whose final reply was lost gets 451 4.4.2 (the upstream
+//     may or may not have the message: the ambiguous case, counted).
+//   - A session whose body was aborted (client error, size limit) is closed
+//     without the final dot, so the upstream discards the partial message.
+//
+// Dialer builds the function a pool uses to open sessions: connect, TLS,
+// EHLO, then AUTH XOAUTH2 as the account's mailbox with a token from the
+// account's source; a token rejected by the upstream is refreshed once and
+// AUTH tried once more.
+package relay

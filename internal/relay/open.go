@@ -1,0 +1,124 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
+)
+
+// DialOptions are the parts of a session's set-up shared by all accounts.
+type DialOptions struct {
+	HeloName       string
+	TLSConfig      *tls.Config // base upstream TLS settings (RootCAs); nil: system roots
+	BindSourceIP   bool        // use the account's ip_address as source
+	CommandTimeout time.Duration
+	// Dial replaces the network dialer (tests, the benchmark's latency relay).
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger *slog.Logger
+}
+
+// ErrTokenRejected means the upstream refused a freshly refreshed token.
+var ErrTokenRejected = errors.New("upstream rejected the access token")
+
+// Dialer returns the function the account's pool uses to open a session.
+func Dialer(a *config.Account, tokens *token.Source, o DialOptions) func(ctx context.Context) (*upstream.Client, error) {
+	cfg := upstream.Config{
+		Addr:           a.SMTPAddr,
+		TLS:            a.TLS,
+		HeloName:       o.HeloName,
+		Dial:           o.Dial,
+		CommandTimeout: o.CommandTimeout,
+	}
+	if o.TLSConfig != nil {
+		cfg.TLSConfig = o.TLSConfig.Clone()
+	}
+	if o.BindSourceIP && a.IPAddress.IsValid() {
+		cfg.LocalAddr = a.IPAddress
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context) (*upstream.Client, error) {
+		start := time.Now()
+		c, err := upstream.Dial(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("open session to %s: %w", cfg.Addr, err)
+		}
+		if err := authenticate(ctx, c, a, tokens); err != nil {
+			c.Close()
+			return nil, err
+		}
+		log.Info("upstream session opened", "account", a.ID, "upstream", cfg.Addr, "ms", time.Since(start).Milliseconds())
+		return c, nil
+	}
+}
+
+// authenticate runs AUTH with a cached or fresh token; a token the
+// upstream rejects is refreshed once and AUTH tried once more.
+func authenticate(ctx context.Context, c *upstream.Client, a *config.Account, tokens *token.Source) error {
+	tok, err := tokens.Token(ctx)
+	if err != nil {
+		return err
+	}
+	err = c.Auth(ctx, a.Mechanism, a.Email, tok.Access.Reveal())
+	var ae *upstream.AuthError
+	if !errors.As(err, &ae) || !ae.TokenRejected() || c.Broken() {
+		return err
+	}
+	tok, err = tokens.Refresh(ctx, tok.Access)
+	if err != nil {
+		return err
+	}
+	if err := c.Auth(ctx, a.Mechanism, a.Email, tok.Access.Reveal()); err != nil {
+		return fmt.Errorf("%w after refresh: %w", ErrTokenRejected, err)
+	}
+	return nil
+}
+
+// openFailure maps a failure to open a session into the client's reply,
+// and logs the cause, which the client does not see.
+func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) reply.Reply {
+	log := r.log.With("conn_id", c.ID, "account", a.Cfg.ID, "err", err)
+	var te *token.Error
+	var ae *upstream.AuthError
+	var ue *upstream.Error
+	switch {
+	case errors.Is(err, pool.ErrBusy):
+		log.Warn("no upstream session free", "wait", r.opts.AcquireTimeout)
+		return reply.New(451, "4.7.0", a.Cfg.Email+": all upstream sessions busy, try again later")
+	case errors.As(err, &te):
+		log.Warn("token refresh failed")
+		if te.Final {
+			return reply.New(454, "4.7.0", a.Cfg.Email+": OAuth2 credentials rejected by the provider; account needs new consent")
+		}
+		return reply.New(454, "4.7.0", a.Cfg.Email+": cannot obtain an OAuth2 access token, try again later")
+	case errors.As(err, &ae):
+		log.Warn("upstream authentication failed", "upstream_reply", ae.Reply.String())
+		return reply.New(454, "4.7.0", a.Cfg.Email+": upstream authentication failed: "+ae.Reply.String())
+	case errors.As(err, &ue) && ue.Reply != nil:
+		log.Warn("upstream refused the session", "stage", ue.Stage)
+		if ue.Reply.Temporary() || ue.Reply.Permanent() {
+			return reply.New(451, "4.4.0", "upstream refused the connection: "+ue.Reply.String())
+		}
+		return reply.New(451, "4.4.0", "upstream refused the connection")
+	case errors.Is(err, context.DeadlineExceeded):
+		log.Warn("opening an upstream session timed out")
+		return reply.New(451, "4.4.1", "Upstream did not answer in time, try again later")
+	default:
+		log.Warn("cannot open upstream session")
+		return reply.New(451, "4.4.1", "Cannot connect to upstream, try again later")
+	}
+}

@@ -1,0 +1,248 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
+)
+
+// Options configure a Relay.
+type Options struct {
+	// AcquireTimeout bounds the wait for a free upstream session when the
+	// account is at its cap (global.timeouts.connection_acquire_timeout).
+	AcquireTimeout time.Duration
+	// OpenTimeout bounds opening a session: connect, TLS, EHLO, token, AUTH.
+	OpenTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Counters are the relay's outcome counts.
+type Counters struct {
+	Messages  atomic.Int64 // final reply 250
+	Failed    atomic.Int64 // final reply 4xx/5xx
+	Ambiguous atomic.Int64 // body sent, final reply lost
+	Retried   atomic.Int64 // first batch moved to a fresh session
+}
+
+// Relay implements smtpd.Backend over an account registry.
+type Relay struct {
+	reg   *account.Registry
+	opts  Options
+	log   *slog.Logger
+	Stats Counters
+}
+
+// New returns a relay for the accounts of reg.
+func New(reg *account.Registry, opts Options) *Relay {
+	if opts.AcquireTimeout == 0 {
+		opts.AcquireTimeout = 5 * time.Second
+	}
+	if opts.OpenTimeout == 0 {
+		opts.OpenTimeout = 60 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{reg: reg, opts: opts, log: opts.Logger}
+}
+
+// Login implements smtpd.Backend.
+func (r *Relay) Login(ctx context.Context, c *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
+	a, err := r.reg.Authenticate(ctx, user, pass, c.Remote.Addr())
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("auth", "conn_id", c.ID, "remote", c.Remote.String(), "account", a.Cfg.ID)
+	return &sender{r: r, a: a}, nil
+}
+
+type sender struct {
+	r *Relay
+	a *account.Account
+}
+
+func (s *sender) Name() string { return s.a.Cfg.ID }
+
+// Begin implements smtpd.Sender: admission against the account's in-flight cap.
+func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) {
+	if !s.a.Acquire() {
+		return nil, reply.New(451, "4.7.0", s.a.Cfg.Email+": too many messages in flight for this account, try again later")
+	}
+	return &txn{r: s.r, a: s.a, c: c, start: time.Now()}, nil
+}
+
+// txn is one mail transaction.
+type txn struct {
+	r     *Relay
+	a     *account.Account
+	c     *smtpd.ConnInfo
+	start time.Time
+	lease *pool.Lease[*upstream.Client]
+
+	from     string
+	rcpts    int
+	okRcpts  int
+	answered bool // some upstream reply for this transaction was read
+	broken   bool // the upstream session failed; later commands get 451
+	final    *reply.Reply
+	size     int64
+	cmdBuf   []upstream.Cmd
+}
+
+var (
+	errLost     = reply.New(451, "4.4.2", "Upstream connection lost, try again later")
+	errNoSender = reply.New(503, "5.5.1", "Sender not accepted")
+)
+
+// Envelope implements smtpd.Txn.
+func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply {
+	out := make([]reply.Reply, len(cmds))
+	if t.broken {
+		for i := range out {
+			out[i] = errLost
+		}
+		return out
+	}
+	first := t.lease == nil
+	if first {
+		if rp := t.open(ctx); rp != nil {
+			t.broken = true
+			fillFailure(out, cmds, *rp)
+			return out
+		}
+	}
+	sess := t.lease.Session()
+	ucmds, local := t.translate(sess, cmds, out)
+	replies, err := sess.Batch(ctx, ucmds)
+	if err != nil && first && len(replies) == 0 && !t.lease.Fresh() && sess.Broken() {
+		// A stale pooled session: nothing reached the upstream's
+		// transaction, so moving to a fresh session cannot duplicate.
+		t.r.Stats.Retried.Add(1)
+		t.r.log.Debug("stale upstream session, retrying on a fresh one", "conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err)
+		t.a.Pool.Discard(t.lease)
+		t.lease = nil
+		if rp := t.open(ctx); rp != nil {
+			t.broken = true
+			fillFailure(out, cmds, *rp)
+			return out
+		}
+		sess = t.lease.Session()
+		replies, err = sess.Batch(ctx, ucmds)
+	}
+	if len(replies) > 0 {
+		t.answered = true
+	}
+	j := 0
+	for i, c := range cmds {
+		if local[i] {
+			continue
+		}
+		if j < len(replies) {
+			out[i] = replies[j]
+		} else {
+			out[i] = errLost
+		}
+		j++
+		switch c.Verb {
+		case smtpd.VerbMail:
+			t.from = c.Addr
+		case smtpd.VerbRcpt:
+			t.rcpts++
+			if out[i].Positive() {
+				t.okRcpts++
+			}
+		case smtpd.VerbData:
+			if out[i].Code == 354 && t.okRcpts == 0 {
+				// A server that says 354 with no valid recipient: do not
+				// send a body it cannot deliver; abandon the session.
+				t.broken = true
+				out[i] = reply.New(554, "5.5.1", "No valid recipients")
+			}
+		}
+	}
+	if err != nil {
+		t.broken = true
+		t.r.log.Warn("upstream envelope failed", "conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err)
+	}
+	return out
+}
+
+// open leases a session for the transaction.
+func (t *txn) open(ctx context.Context) *reply.Reply {
+	octx, cancel := context.WithTimeout(ctx, t.r.opts.OpenTimeout)
+	defer cancel()
+	l, err := t.a.Pool.Lease(octx, t.r.opts.AcquireTimeout)
+	if err != nil {
+		rp := t.r.openFailure(t.a, t.c, err)
+		return &rp
+	}
+	t.lease = l
+	return nil
+}
+
+// translate builds the upstream commands. Parameters pass on only when
+// the upstream supports them; a command that cannot be relayed is answered
+// locally (local[i] true).
+func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply.Reply) ([]upstream.Cmd, []bool) {
+	local := make([]bool, len(cmds))
+	t.cmdBuf = t.cmdBuf[:0]
+	for i, c := range cmds {
+		switch c.Verb {
+		case smtpd.VerbMail:
+			var b strings.Builder
+			b.WriteString("FROM:<")
+			b.WriteString(c.Addr)
+			b.WriteByte('>')
+			for _, p := range c.Params {
+				k, _, _ := strings.Cut(p, "=")
+				switch k {
+				case "BODY":
+					if _, ok := sess.Extension("8BITMIME"); !ok {
+						continue
+					}
+				case "SMTPUTF8":
+					if _, ok := sess.Extension("SMTPUTF8"); !ok {
+						out[i] = reply.New(553, "5.6.7", "Upstream does not support SMTPUTF8")
+						local[i] = true
+					}
+				case "SIZE":
+					if _, ok := sess.Extension("SIZE"); !ok {
+						continue
+					}
+				default: // AUTH=: the upstream knows who we are
+					continue
+				}
+				b.WriteByte(' ')
+				b.WriteString(p)
+			}
+			if !local[i] {
+				t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "MAIL", Arg: b.String()})
+			}
+		case smtpd.VerbRcpt:
+			t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "RCPT", Arg: "TO:<" + c.Addr + ">"})
+		case smtpd.VerbData:
+			t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "DATA"})
+		}
+	}
+	return t.cmdBuf, local
+}
+
+// fillFailure answers a first batch that could not reach the upstream:
+// the MAIL gets the failure, the rest "no sender" as a real server says.
+func fillFailure(out []reply.Reply, _ []smtpd.Command, rp reply.Reply) {
+	for i := range out {
+		if i == 0 {
+			out[i] = rp
+		} else {
+			out[i] = errNoSender
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package service_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/fakeprovider"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
+)
+
+const password = "s3cret-pw"
+
+// env is a proxy in front of a fake provider, both on loopback.
+type env struct {
+	fp   *fakeprovider.Provider
+	svc  *service.Service
+	addr string
+}
+
+type envOptions struct {
+	provider fakeprovider.Options
+	dryRun   bool
+	// edit may change the generated config and accounts before loading.
+	edit func(cfg map[string]any, accts []map[string]any)
+}
+
+var hash = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+}()
+
+// Accounts every env has.
+const (
+	userA     = "alice@example.com"  // bcrypt password
+	userNoPW  = "nopw@example.com"   // no smtp_password
+	userOne   = "onemsg@example.com" // sessions carry one message each
+	userPlain = "plain@example.com"  // plain-text password
+)
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	tlsCfg, roots, caPEM, err := fakeprovider.SelfSignedTLS("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = roots
+	if o.provider.TLSConfig == nil {
+		o.provider.TLSConfig = tlsCfg
+	}
+	fp, err := fakeprovider.Start(o.provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fp.Close() })
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(id, email string) map[string]any {
+		fp.AddAccount(fakeprovider.Account{Email: email, ClientID: "cid", ClientSecret: "csecret", RefreshToken: "rt-" + id})
+		return map[string]any{
+			"account_id": id, "email": email, "provider": "gmail",
+			"client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-" + id,
+			"oauth_token_url": fp.TokenURL(), "oauth_endpoint": fp.SMTPAddr(),
+		}
+	}
+	a := mk("alice", userA)
+	a["smtp_password"] = hash
+	nopw := mk("nopw", userNoPW)
+	one := mk("one", userOne)
+	one["smtp_password"] = hash
+	one["connection_settings"] = map[string]any{"max_messages_per_connection": 1}
+	plain := mk("plain", userPlain)
+	plain["smtp_password"] = password
+	accts := []map[string]any{a, nopw, one, plain}
+	cfg := map[string]any{
+		"global": map[string]any{
+			"smtp": map[string]any{
+				"server_hostname":  "proxy.test",
+				"upstream_ca_file": ca,
+				"max_message_size": 60 << 20,
+			},
+		},
+	}
+	if o.edit != nil {
+		o.edit(cfg, accts)
+	}
+	writeJSON(t, filepath.Join(dir, "config.json"), cfg)
+	writeJSON(t, filepath.Join(dir, "accounts.json"), map[string]any{"accounts": accts})
+	svc, err := service.New(service.Options{
+		Load: config.LoadOptions{
+			ConfigPath: filepath.Join(dir, "config.json"), AccountsPath: filepath.Join(dir, "accounts.json"),
+			ConfigExplicit: true, SearchDirs: []string{},
+		},
+		Listen:        "127.0.0.1:0",
+		DryRun:        o.dryRun,
+		AuthFailDelay: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return &env{fp: fp, svc: svc, addr: svc.Addr().String()}
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// conn is a raw client connection for exact dialogs.
+type conn struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func (e *env) dial(t *testing.T) *conn { return e.dialFrom(t, "") }
+
+// dialFrom connects from a chosen loopback source address.
+func (e *env) dialFrom(t *testing.T, src string) *conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	nc, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(60 * time.Second))
+	c := &conn{t: t, nc: nc, br: bufio.NewReader(nc)}
+	c.expect("220 ")
+	c.cmd("EHLO client.test", "250 ")
+	return c
+}
+
+func (c *conn) send(s string) {
+	c.t.Helper()
+	if _, err := c.nc.Write([]byte(s)); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// expect reads a reply and checks the start of its last line.
+func (c *conn) expect(prefix string) string {
+	c.t.Helper()
+	var last string
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("read (want %q): %v", prefix, err)
+		}
+		last = strings.TrimRight(l, "\r\n")
+		if len(last) < 4 || last[3] != '-' {
+			break
+		}
+	}
+	if !strings.HasPrefix(last, prefix) {
+		c.t.Fatalf("got %q, want prefix %q", last, prefix)
+	}
+	return last
+}
+
+func (c *conn) cmd(line, want string) string {
+	c.t.Helper()
+	c.send(line + "\r\n")
+	return c.expect(want)
+}
+
+func (c *conn) authPlain(user, pass, want string) {
+	c.t.Helper()
+	c.cmd("AUTH PLAIN "+saslmech.EncodePlain(user, pass), want)
+}
+
+func fakeproviderDiscard() fakeprovider.Options {
+	return fakeprovider.Options{DiscardBodies: true, MaxMessageBytes: 60 << 20}
+}

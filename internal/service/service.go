@@ -1,0 +1,234 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+)
+
+// Options configure a Service. Zero values take the defaults noted.
+type Options struct {
+	Load config.LoadOptions
+	// Listen is the SMTP listener address; default "127.0.0.1:2525".
+	Listen string
+	// GlobalConcurrency overrides global_concurrency_limit when > 0.
+	GlobalConcurrency int
+	// DryRun accepts and discards messages without contacting any provider.
+	DryRun bool
+	// ShutdownTimeout bounds the graceful shutdown; default 30s.
+	ShutdownTimeout time.Duration
+	// AuthFailDelay is the delay of a failed AUTH; default 1s, negative for none.
+	AuthFailDelay time.Duration
+	Logger        *slog.Logger
+	// UpstreamDial and HTTPClient replace the network for the benchmark
+	// and tests (a latency relay, a loopback token endpoint).
+	UpstreamDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	HTTPClient   *http.Client
+	// UpstreamTLS, when set, is the base TLS config for upstream sessions
+	// (tests); otherwise the system roots plus upstream_ca_file.
+	UpstreamTLS *tls.Config
+}
+
+// Service is a running proxy.
+type Service struct {
+	opts  Options
+	log   *slog.Logger
+	Snap  *config.Snapshot
+	Reg   *account.Registry
+	Relay *relay.Relay // nil in dry-run
+	srv   *smtpd.Server
+	ln    net.Listener
+}
+
+// New loads the configuration, builds every account and opens the SMTP
+// listener. Nothing is contacted upstream until the first message.
+func New(opts Options) (*Service, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:2525"
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	log := opts.Logger
+	snap, warns, err := config.Load(opts.Load)
+	for _, w := range warns {
+		log.Warn("config", "warning", w.String())
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("configuration loaded", "config", snap.ConfigPath, "accounts_file", snap.AccountsPath, "accounts", len(snap.Accounts))
+
+	s := &Service{opts: opts, log: log, Snap: snap}
+	build := s.buildAccount
+	if opts.DryRun {
+		build = func(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
+	} else if err := s.prepareTLS(); err != nil {
+		return nil, err
+	}
+	s.Reg, err = account.NewRegistry(snap, build, account.Options{
+		Trusted:   snap.Global.SMTP.TrustedNetworks,
+		FailDelay: opts.AuthFailDelay,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var backend smtpd.Backend
+	if opts.DryRun {
+		log.Warn("dry-run: messages are accepted and discarded; no provider is contacted")
+		backend = relay.NewDryRun(s.Reg, log)
+	} else {
+		s.Relay = relay.New(s.Reg, relay.Options{
+			AcquireTimeout: snap.Global.Timeouts.ConnectionAcquire,
+			Logger:         log,
+		})
+		backend = s.Relay
+	}
+	g := snap.Global
+	maxConns := g.Concurrency.GlobalConcurrencyLimit
+	if opts.GlobalConcurrency > 0 {
+		maxConns = opts.GlobalConcurrency
+	}
+	s.srv = smtpd.New(smtpd.Config{
+		Hostname:        g.SMTP.ServerHostname,
+		MaxMessageBytes: g.SMTP.MaxMessageBytes,
+		MaxRecipients:   g.SMTP.MaxRecipients,
+		MaxLineBytes:    g.SMTP.MaxLineBytes,
+		MaxConnections:  maxConns,
+		Logger:          log,
+	}, backend)
+	s.ln, err = net.Listen("tcp", opts.Listen)
+	if err != nil {
+		s.Reg.Close()
+		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
+	}
+	return s, nil
+}
+
+// prepareTLS builds the upstream TLS base: system roots plus upstream_ca_file.
+func (s *Service) prepareTLS() error {
+	if s.opts.UpstreamTLS != nil {
+		return nil
+	}
+	f := s.Snap.Global.SMTP.UpstreamCAFile
+	if f == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(f)
+	if err != nil {
+		return fmt.Errorf("upstream_ca_file: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("upstream_ca_file %s: no PEM certificates found", f)
+	}
+	s.opts.UpstreamTLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return nil
+}
+
+func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
+	g := s.Snap.Global
+	tokens, err := token.NewSource(token.Config{
+		Account:       c.ID,
+		TokenURL:      c.TokenURL,
+		ClientID:      c.ClientID,
+		ClientSecret:  c.ClientSecret,
+		RefreshToken:  c.RefreshToken,
+		Scope:         c.Scope,
+		RefreshBuffer: g.TokenRefreshBuffer,
+		Timeout:       g.Timeouts.OAuth2,
+		HTTPClient:    s.opts.HTTPClient,
+		Logger:        s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	dial := relay.Dialer(c, tokens, relay.DialOptions{
+		HeloName:       g.SMTP.ServerHostname,
+		TLSConfig:      s.opts.UpstreamTLS,
+		BindSourceIP:   g.SMTP.UseSourceIPBinding,
+		CommandTimeout: g.Timeouts.SMTP,
+		Dial:           s.opts.UpstreamDial,
+		Logger:         s.log,
+	})
+	p := pool.New(pool.Config{
+		Max:         c.Pool.MaxConnectionsPerAccount,
+		MaxMessages: c.Pool.MaxMessagesPerConnection,
+		MaxAge:      c.Pool.ConnectionMaxAge,
+		IdleTimeout: c.Pool.ConnectionIdleTimeout,
+	}, dial)
+	return &account.Account{Cfg: c, Tokens: tokens, Pool: p}, nil
+}
+
+// Addr is the SMTP listener's address.
+func (s *Service) Addr() net.Addr { return s.ln.Addr() }
+
+// Run serves until ctx ends, then shuts down gracefully: the listener
+// closes, transactions in flight finish (up to ShutdownTimeout), idle
+// upstream sessions are QUIT.
+func (s *Service) Run(ctx context.Context) error {
+	s.log.Info("listening", "smtp", s.ln.Addr().String(), "dry_run", s.opts.DryRun)
+	srvCtx, cancelSrv := context.WithCancel(context.Background())
+	defer cancelSrv()
+	var wg sync.WaitGroup
+	var serveErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		serveErr = s.srv.Serve(srvCtx, s.ln)
+	}()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.Reg.Sweep()
+			case <-sweepDone:
+				return
+			}
+		}
+	}()
+	<-ctx.Done()
+	s.log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	err := s.srv.Shutdown(sctx)
+	cancel()
+	cancelSrv()
+	close(sweepDone)
+	wg.Wait()
+	s.Reg.Close()
+	if errors.Is(serveErr, smtpd.ErrServerClosed) {
+		serveErr = nil
+	}
+	if err != nil {
+		s.log.Warn("shutdown deadline passed; connections closed", "err", err)
+	}
+	s.log.Info("stopped")
+	return serveErr
+}
