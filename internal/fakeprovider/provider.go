@@ -128,6 +128,7 @@ type Provider struct {
 	accounts     map[string]*account    // by lower-cased email
 	refreshOwner map[string]string      // every refresh token ever issued → account key
 	access       map[string]accessToken // live access tokens
+	issued       []string               // every access token ever issued
 	tokenDown    bool                   // SetTokenEndpointDown
 	sessions     map[string]int         // authenticated sessions by account key
 	peakSessions int64                  // Stats.MaxConcurrentSessionsPerUser
@@ -264,6 +265,14 @@ func (p *Provider) ExpireAccessTokens() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	clear(p.access)
+}
+
+// IssuedAccessTokens returns every access token issued so far, so tests
+// can check that none of them leaked into logs or replies.
+func (p *Provider) IssuedAccessTokens() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.issued...)
 }
 
 // SetTokenEndpointDown makes the token endpoint answer 503 while down.

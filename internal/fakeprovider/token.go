@@ -103,6 +103,7 @@ func (p *Provider) refresh(grant, clientID, secret, refreshToken string) (int, a
 	}
 	p.pruneAccess()
 	p.access[resp.AccessToken] = accessToken{key: key, expires: time.Now().Add(ttl)}
+	p.issued = append(p.issued, resp.AccessToken)
 	if p.opts.RotateRefreshTokens {
 		// Microsoft: the new refresh token replaces the old one, which is
 		// now rejected with invalid_grant (PROVIDERS.md).

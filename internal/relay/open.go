@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
@@ -20,14 +22,27 @@ import (
 
 // DialOptions are the parts of a session's set-up shared by all accounts.
 type DialOptions struct {
-	HeloName       string
-	TLSConfig      *tls.Config // base upstream TLS settings (RootCAs); nil: system roots
-	BindSourceIP   bool        // use the account's ip_address as source
+	HeloName     string
+	TLSConfig    *tls.Config // base upstream TLS settings (RootCAs); nil: system roots
+	BindSourceIP bool        // use the account's ip_address as source
+	AllowIPv6    bool        // use_ipv6: an IPv6 ip_address may be bound
+	// LocalIPs, when non-nil, are the addresses present on this host
+	// (validate_source_ip): an ip_address not among them refuses to send.
+	LocalIPs       map[netip.Addr]bool
 	CommandTimeout time.Duration
 	// Dial replaces the network dialer (tests, the benchmark's latency relay).
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger
 }
+
+// SourceIPError means an account's ip_address cannot be used, so the
+// account does not send at all rather than send from another address.
+type SourceIPError struct {
+	Addr   netip.Addr
+	Reason string
+}
+
+func (e *SourceIPError) Error() string { return "source address " + e.Addr.String() + " " + e.Reason }
 
 // ErrTokenRejected means the upstream refused a freshly refreshed token.
 var ErrTokenRejected = errors.New("upstream rejected the access token")
@@ -44,14 +59,25 @@ func Dialer(a *config.Account, tokens *token.Source, o DialOptions) func(ctx con
 	if o.TLSConfig != nil {
 		cfg.TLSConfig = o.TLSConfig.Clone()
 	}
-	if o.BindSourceIP && a.IPAddress.IsValid() {
-		cfg.LocalAddr = a.IPAddress
-	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var srcErr error
+	if ip := a.IPAddress.Unmap(); o.BindSourceIP && ip.IsValid() {
+		cfg.LocalAddr = ip
+		switch {
+		case ip.Is6() && !o.AllowIPv6:
+			srcErr = &SourceIPError{Addr: ip, Reason: "is IPv6 and use_ipv6 is off"}
+		case o.LocalIPs != nil && !o.LocalIPs[ip]:
+			srcErr = &SourceIPError{Addr: ip, Reason: "is not configured on this host"}
+		}
+	}
 	return func(ctx context.Context) (*upstream.Client, error) {
+		if srcErr != nil {
+			// Never fall back to another source address (COMPAT.md).
+			return nil, srcErr
+		}
 		start := time.Now()
 		c, err := upstream.Dial(ctx, cfg)
 		if err != nil {
@@ -93,12 +119,19 @@ func authenticate(ctx context.Context, c *upstream.Client, a *config.Account, to
 func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) reply.Reply {
 	log := r.log.With("conn_id", c.ID, "account", a.Cfg.ID, "err", err)
 	var te *token.Error
+	var se *SourceIPError
 	var ae *upstream.AuthError
 	var ue *upstream.Error
 	switch {
 	case errors.Is(err, pool.ErrBusy):
 		log.Warn("no upstream session free", "wait", r.opts.AcquireTimeout)
 		return reply.New(451, "4.7.0", a.Cfg.Email+": all upstream sessions busy, try again later")
+	case errors.As(err, &se):
+		log.Error("account cannot send: its source address is unusable")
+		return reply.New(451, "4.4.0", a.Cfg.Email+": configured source address unavailable, not sending from another one")
+	case isAddrNotAvail(err):
+		log.Error("account cannot send: binding its source address failed")
+		return reply.New(451, "4.4.0", a.Cfg.Email+": configured source address unavailable, not sending from another one")
 	case errors.As(err, &te):
 		log.Warn("token refresh failed")
 		if te.Final {
@@ -122,3 +155,5 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 		return reply.New(451, "4.4.1", "Cannot connect to upstream, try again later")
 	}
 }
+
+func isAddrNotAvail(err error) bool { return errors.Is(err, syscall.EADDRNOTAVAIL) }

@@ -2,12 +2,15 @@ package service_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +34,7 @@ type env struct {
 type envOptions struct {
 	provider fakeprovider.Options
 	dryRun   bool
+	logger   *slog.Logger
 	// edit may change the generated config and accounts before loading.
 	edit func(cfg map[string]any, accts []map[string]any)
 }
@@ -49,6 +53,8 @@ const (
 	userNoPW  = "nopw@example.com"   // no smtp_password
 	userOne   = "onemsg@example.com" // sessions carry one message each
 	userPlain = "plain@example.com"  // plain-text password
+	userBound = "bound@example.com"  // ip_address 127.0.0.1
+	userBadIP = "badip@example.com"  // ip_address not on this host
 )
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -87,7 +93,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	one["connection_settings"] = map[string]any{"max_messages_per_connection": 1}
 	plain := mk("plain", userPlain)
 	plain["smtp_password"] = password
-	accts := []map[string]any{a, nopw, one, plain}
+	bound := mk("bound", userBound)
+	bound["smtp_password"] = hash
+	bound["ip_address"] = "127.0.0.1"
+	badIP := mk("badip", userBadIP)
+	badIP["smtp_password"] = hash
+	badIP["ip_address"] = "192.0.2.55" // TEST-NET-1: never on this host
+	accts := []map[string]any{a, nopw, one, plain, bound, badIP}
 	cfg := map[string]any{
 		"global": map[string]any{
 			"smtp": map[string]any{
@@ -109,6 +121,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		},
 		Listen:        "127.0.0.1:0",
 		DryRun:        o.dryRun,
+		Logger:        o.logger,
 		AuthFailDelay: -1,
 	})
 	if err != nil {
@@ -205,4 +218,22 @@ func (c *conn) authPlain(user, pass, want string) {
 
 func fakeproviderDiscard() fakeprovider.Options {
 	return fakeprovider.Options{DiscardBodies: true, MaxMessageBytes: 60 << 20}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

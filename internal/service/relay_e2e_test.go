@@ -3,6 +3,7 @@ package service_test
 import (
 	"bytes"
 	"encoding/base64"
+	"log/slog"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -374,4 +375,59 @@ func heapBytes() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+func TestRelay_sourceAddress(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.dial(t)
+	c.authPlain(userBadIP, password, "235")
+	c.cmd("MAIL FROM:<"+userBadIP+">", "451 4.4.0 "+userBadIP+": configured source address unavailable")
+	if st := e.fp.Stats(); st.Connections != 0 {
+		t.Fatalf("an account with an unusable source address reached the provider: %+v", st)
+	}
+	c2 := e.dial(t)
+	c2.authPlain(userBound, password, "235")
+	c2.send("MAIL FROM:<" + userBound + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
+	c2.expect("250")
+	c2.expect("250")
+	c2.expect("354")
+	c2.send("x\r\n.\r\n")
+	c2.expect("250")
+}
+
+// TestRelay_secretsNeverLogged plants every kind of secret, runs traffic
+// including failures at debug level, and searches the log.
+func TestRelay_secretsNeverLogged(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := newEnv(t, envOptions{logger: log})
+	c := e.dial(t)
+	c.authPlain(userA, "wrong-"+password, "535")
+	c.authPlain(userA, password, "235")
+	c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("x\r\n.\r\n")
+	c.expect("250")
+	e.fp.Revoke(userOne)
+	c2 := e.dial(t)
+	c2.authPlain(userOne, password, "235")
+	c2.cmd("MAIL FROM:<"+userOne+">", "454")
+	out := logs.String()
+	for _, s := range []string{password, "csecret", "rt-alice", "rt-one", hash} {
+		if strings.Contains(out, s) {
+			t.Errorf("log contains secret %q", s)
+		}
+	}
+	for _, tok := range e.fp.IssuedAccessTokens() {
+		if strings.Contains(out, tok) {
+			t.Errorf("log contains an access token")
+		}
+	}
+	if !strings.Contains(out, "msg=message") || !strings.Contains(out, "auth failed") {
+		t.Errorf("expected message and auth lines in the log:\n%s", out)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -53,6 +54,47 @@ type Service struct {
 	Relay *relay.Relay // nil in dry-run
 	srv   *smtpd.Server
 	ln    net.Listener
+	// localIPs are this host's addresses, for validate_source_ip; nil
+	// when validation is off.
+	localIPs map[netip.Addr]bool
+}
+
+// tokenHTTPClient is the one HTTP client every token source shares
+// (global.http_pool). It never follows redirects: a 307 would re-post the
+// refresh token elsewhere.
+func tokenHTTPClient(p config.HTTPPool) *http.Client {
+	d := &net.Dialer{Timeout: p.ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           d.DialContext,
+			MaxIdleConns:          p.TotalConnections,
+			MaxIdleConnsPerHost:   p.ConnectionsPerHost,
+			MaxConnsPerHost:       p.ConnectionsPerHost,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   p.ConnectTimeout,
+			ResponseHeaderTimeout: 30 * time.Second,
+			ForceAttemptHTTP2:     true,
+			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// localAddrs lists the addresses configured on this host's interfaces.
+func localAddrs(log *slog.Logger) map[netip.Addr]bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		log.Warn("cannot list local addresses; every ip_address will be refused", "err", err)
+		return map[netip.Addr]bool{}
+	}
+	m := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			m[p.Addr().Unmap()] = true
+		}
+	}
+	return m
 }
 
 // New loads the configuration, builds every account and opens the SMTP
@@ -78,6 +120,12 @@ func New(opts Options) (*Service, error) {
 	log.Info("configuration loaded", "config", snap.ConfigPath, "accounts_file", snap.AccountsPath, "accounts", len(snap.Accounts))
 
 	s := &Service{opts: opts, log: log, Snap: snap}
+	if s.opts.HTTPClient == nil {
+		s.opts.HTTPClient = tokenHTTPClient(snap.Global.HTTPPool)
+	}
+	if g := snap.Global.SMTP; g.UseSourceIPBinding && g.ValidateSourceIP {
+		s.localIPs = localAddrs(log)
+	}
 	build := s.buildAccount
 	if opts.DryRun {
 		build = func(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
@@ -170,6 +218,8 @@ func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
 		HeloName:       g.SMTP.ServerHostname,
 		TLSConfig:      s.opts.UpstreamTLS,
 		BindSourceIP:   g.SMTP.UseSourceIPBinding,
+		AllowIPv6:      g.SMTP.UseIPv6,
+		LocalIPs:       s.localIPs,
 		CommandTimeout: g.Timeouts.SMTP,
 		Dial:           s.opts.UpstreamDial,
 		Logger:         s.log,
