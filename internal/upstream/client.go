@@ -119,7 +119,9 @@ func newClient(conn net.Conn, host string, port int, commandTimeout, dataTimeout
 // are read afterwards (RFC 2920 §3.1); otherwise each command waits for its
 // reply. Every command is sent whatever the earlier replies were: judging
 // them is the caller's job. DATA may only be the last command; after a 354
-// reply to it, call Body.
+// reply to it, call Body (or Close: nothing else can end the data phase
+// without sending a message). Batch is meant for MAIL, RCPT, DATA, RSET
+// and NOOP; the session-level commands have their own methods.
 //
 // On an I/O or protocol failure Batch returns the replies read so far (len
 // tells how many commands were answered) and an *Error, and the session is

@@ -278,16 +278,15 @@ func TestQuit(t *testing.T) {
 	})
 }
 
-// waitFor polls cond until it holds; the test fails after 10s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
+// poll checks cond every 5ms until it holds (true) or 10s pass (false).
+// Unlike t.Fatal it may be used from any goroutine.
+func poll(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	return false
 }
 
 func TestContext(t *testing.T) {
@@ -302,8 +301,9 @@ func TestContext(t *testing.T) {
 			eof`)
 		c := mustDial(t, s, long)
 		ctx, cancel := context.WithCancel(context.Background())
+		// Cancel once the server holds the MAIL command (lines: EHLO, MAIL).
 		go func() {
-			waitFor(t, func() bool { lines, _, _ := s.received(); return len(lines) == 2 })
+			poll(func() bool { lines, _, _ := s.received(); return len(lines) == 2 })
 			cancel()
 		}()
 		start := time.Now()
