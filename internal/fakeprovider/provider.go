@@ -125,6 +125,7 @@ type Provider struct {
 	mu           sync.Mutex
 	closed       bool
 	conns        map[net.Conn]struct{}  // raw connections of both servers
+	smtpConns    map[net.Conn]struct{}  // the SMTP ones among them
 	accounts     map[string]*account    // by lower-cased email
 	refreshOwner map[string]string      // every refresh token ever issued → account key
 	access       map[string]accessToken // live access tokens
@@ -187,6 +188,7 @@ func Start(opts Options) (*Provider, error) {
 		smtpLn:       smtpLn,
 		tokenLn:      tokenLn,
 		conns:        make(map[net.Conn]struct{}),
+		smtpConns:    make(map[net.Conn]struct{}),
 		accounts:     make(map[string]*account),
 		refreshOwner: make(map[string]string),
 		access:       make(map[string]accessToken),
@@ -369,7 +371,18 @@ func (p *Provider) track(c net.Conn) bool {
 func (p *Provider) untrack(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
+	delete(p.smtpConns, c)
 	p.mu.Unlock()
+}
+
+// DropConnections closes every open SMTP connection without a word, as a
+// provider restart or a NAT timeout would: clients find out on next use.
+func (p *Provider) DropConnections() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.smtpConns {
+		c.Close()
+	}
 }
 
 // acquireSession counts an authenticated session for the account key; it

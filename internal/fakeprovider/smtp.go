@@ -52,6 +52,9 @@ func (p *Provider) acceptSMTP() {
 			c.Close()
 			return
 		}
+		p.mu.Lock()
+		p.smtpConns[c] = struct{}{}
+		p.mu.Unlock()
 		p.connections.Add(1)
 		p.wg.Go(func() { p.serveSMTP(c) })
 	}

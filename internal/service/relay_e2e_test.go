@@ -431,3 +431,35 @@ func TestRelay_secretsNeverLogged(t *testing.T) {
 		t.Errorf("expected message and auth lines in the log:\n%s", out)
 	}
 }
+
+// TestRelay_deadPooledSessionReplaced: pooled sessions die silently; the
+// next message moves to a fresh session and arrives exactly once.
+func TestRelay_deadPooledSessionReplaced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.dial(t)
+	c.authPlain(userA, password, "235")
+	send := func(subject string) {
+		c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
+		c.expect("250")
+		c.expect("250")
+		c.expect("354")
+		c.send("Subject: " + subject + "\r\n\r\nx\r\n.\r\n")
+		c.expect("250")
+	}
+	send("one")
+	e.fp.DropConnections()
+	send("two")
+	msgs := e.fp.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("provider has %d messages, want 2", len(msgs))
+	}
+	for i, want := range []string{"Subject: one", "Subject: two"} {
+		if !strings.HasPrefix(string(msgs[i].Data), want) {
+			t.Errorf("message %d = %q", i, msgs[i].Data)
+		}
+	}
+	if got := e.svc.Relay.Stats.Retried.Load(); got != 1 {
+		t.Errorf("retried = %d, want 1", got)
+	}
+}

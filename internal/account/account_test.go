@@ -1,0 +1,85 @@
+package account_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+)
+
+func registry(t *testing.T) *account.Registry {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &config.Snapshot{Accounts: []*config.Account{
+		{ID: "hashed", Email: "Hashed@Example.com", SMTPPassword: secret.New(string(h)), PasswordHashed: true, MaxConcurrentMessages: 2},
+		{ID: "plain", Email: "plain@example.com", SMTPPassword: secret.New("pw")},
+		{ID: "open", Email: "open@example.com"},
+	}}
+	r, err := account.NewRegistry(snap, func(c *config.Account) (*account.Account, error) {
+		return &account.Account{Cfg: c}, nil
+	}, account.Options{
+		Trusted:   []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		FailDelay: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	r := registry(t)
+	inside := netip.MustParseAddr("10.1.2.3")
+	outside := netip.MustParseAddr("192.0.2.1")
+	tests := []struct {
+		name, user, pass string
+		from             netip.Addr
+		wantID           string // "" = refused
+	}{
+		{"hashed ok", "hashed@example.com", "pw", outside, "hashed"},
+		{"hashed ok again (cached)", "HASHED@EXAMPLE.COM", "pw", outside, "hashed"},
+		{"hashed wrong after a success", "hashed@example.com", "pw2", outside, ""},
+		{"by account id", "hashed", "pw", outside, "hashed"},
+		{"plain ok", "plain@example.com", "pw", outside, "plain"},
+		{"plain wrong", "plain@example.com", "p", outside, ""},
+		{"plain prefix", "plain@example.com", "pwx", outside, ""},
+		{"no password, trusted", "open@example.com", "whatever", inside, "open"},
+		{"no password, IPv4-mapped trusted", "open@example.com", "", netip.MustParseAddr("::ffff:10.0.0.1"), "open"},
+		{"no password, untrusted", "open@example.com", "whatever", outside, ""},
+		{"unknown", "nobody@example.com", "pw", inside, ""},
+	}
+	for _, tc := range tests {
+		a, err := r.Authenticate(context.Background(), tc.user, tc.pass, tc.from)
+		switch {
+		case tc.wantID == "" && !errors.Is(err, account.ErrBadCredentials):
+			t.Errorf("%s: err = %v, want ErrBadCredentials", tc.name, err)
+		case tc.wantID != "" && (err != nil || a.Cfg.ID != tc.wantID):
+			t.Errorf("%s: got %v, %v; want %s", tc.name, a, err, tc.wantID)
+		}
+	}
+}
+
+func TestAcquireCap(t *testing.T) {
+	t.Parallel()
+	a := registry(t).Lookup("hashed")
+	if !a.Acquire() || !a.Acquire() {
+		t.Fatal("cap 2 refused below the cap")
+	}
+	if a.Acquire() {
+		t.Fatal("third message admitted over cap 2")
+	}
+	a.Done()
+	if !a.Acquire() {
+		t.Fatal("slot not given back")
+	}
+}
