@@ -42,6 +42,11 @@ type Pool[S Session] struct {
 	mu     sync.Mutex
 	idle   []*entry[S] // most recently used last
 	closed bool
+	// Shrinking: the pool itself holds slots to lower the effective cap
+	// after the provider refused a session for concurrency.
+	shrinkWant int           // slots the pool wants to hold
+	shrinkHeld int           // slots it holds
+	timers     []*time.Timer // pending Shrink expiries
 
 	closers sync.WaitGroup // background QUITs
 
@@ -112,7 +117,7 @@ func (p *Pool[S]) Lease(ctx context.Context, wait time.Duration) (*Lease[S], err
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			<-p.slots
+			p.freeSlot()
 			return nil, ErrClosed
 		}
 		n := len(p.idle)
@@ -133,7 +138,7 @@ func (p *Pool[S]) Lease(ctx context.Context, wait time.Duration) (*Lease[S], err
 	}
 	s, err := p.dial(ctx)
 	if err != nil {
-		<-p.slots
+		p.freeSlot()
 		return nil, err
 	}
 	p.opened.Add(1)
@@ -165,19 +170,85 @@ func (p *Pool[S]) Release(l *Lease[S]) {
 	e.lastUsed = now
 	if e.s.Broken() {
 		p.retire(e, false)
-		<-p.slots
+		p.freeSlot()
 		return
 	}
 	p.mu.Lock()
 	if p.closed || p.expired(e, now) {
 		p.mu.Unlock()
 		p.retire(e, true)
-		<-p.slots
+		p.freeSlot()
+		return
+	}
+	// While shrunk, the slot of a returned session is kept by the pool,
+	// so the session it carried must not stay open either.
+	if p.shrinkHeld < p.shrinkWant {
+		p.shrinkHeld++
+		p.mu.Unlock()
+		p.retire(e, true)
 		return
 	}
 	p.idle = append(p.idle, e)
 	p.mu.Unlock()
 	<-p.slots
+}
+
+// freeSlot gives a lease's slot back, or keeps it while the pool is shrunk.
+func (p *Pool[S]) freeSlot() {
+	p.mu.Lock()
+	if p.shrinkHeld < p.shrinkWant {
+		p.shrinkHeld++
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	<-p.slots
+}
+
+// Shrink lowers the pool's effective cap by one for d (never below one
+// session), as the answer to a provider's concurrency refusal (Gmail 421
+// 4.3.0 / 454 4.7.0, Microsoft 432 4.3.2, PROVIDERS.md). The cap shrinks
+// as leased sessions come back, so nothing in flight is disturbed.
+func (p *Pool[S]) Shrink(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.shrinkWant >= p.cfg.Max-1 {
+		return
+	}
+	p.shrinkWant++
+	h := new(timerRef)
+	// The timer cannot fire its func before h.t is set: unshrink takes
+	// p.mu, which is held here.
+	h.t = time.AfterFunc(d, func() { p.unshrink(h) })
+	p.timers = append(p.timers, h.t)
+}
+
+type timerRef struct{ t *time.Timer }
+
+func (p *Pool[S]) unshrink(h *timerRef) {
+	p.mu.Lock()
+	for i, x := range p.timers {
+		if x == h.t {
+			p.timers = append(p.timers[:i], p.timers[i+1:]...)
+			break
+		}
+	}
+	p.shrinkWant--
+	release := p.shrinkHeld > p.shrinkWant
+	if release {
+		p.shrinkHeld--
+	}
+	p.mu.Unlock()
+	if release {
+		<-p.slots
+	}
+}
+
+// Cap returns the effective cap: Max less the slots held after Shrink.
+func (p *Pool[S]) Cap() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.Max - p.shrinkWant
 }
 
 // Discard closes a leased session that must not be reused.
@@ -188,7 +259,7 @@ func (p *Pool[S]) Discard(l *Lease[S]) {
 	l.done = true
 	p.busy.Add(-1)
 	p.retire(l.e, false)
-	<-p.slots
+	p.freeSlot()
 }
 
 // retire closes a session; politely (QUIT in the background) when asked.
@@ -237,6 +308,10 @@ func (p *Pool[S]) Close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
+	for _, t := range p.timers {
+		t.Stop()
+	}
+	p.timers = nil
 	p.mu.Unlock()
 	for _, e := range idle {
 		p.retire(e, true)

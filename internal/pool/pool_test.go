@@ -219,3 +219,58 @@ func BenchmarkLeaseRelease(b *testing.B) {
 		}
 	})
 }
+
+func TestPool_shrinkAfterRefusal(t *testing.T) {
+	t.Parallel()
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 3}, d.dial)
+	defer p.Close()
+	ctx := context.Background()
+	var ls []*pool.Lease[*fakeSession]
+	for i := 0; i < 3; i++ {
+		l, err := p.Lease(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	p.Shrink(time.Hour)
+	p.Shrink(time.Hour)
+	p.Shrink(time.Hour) // never below one
+	if got := p.Cap(); got != 1 {
+		t.Fatalf("cap after shrinks = %d, want 1", got)
+	}
+	for _, l := range ls {
+		p.Release(l)
+	}
+	// Only one session may be leased now.
+	l, err := p.Lease(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Lease(ctx, 20*time.Millisecond); !errors.Is(err, pool.ErrBusy) {
+		t.Fatalf("second lease while shrunk to 1: %v", err)
+	}
+	p.Release(l)
+	waitFor(t, func() bool { return p.Stats().Open <= 1 }, "sessions beyond the shrunk cap closed")
+}
+
+func TestPool_shrinkExpires(t *testing.T) {
+	t.Parallel()
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 2}, d.dial)
+	defer p.Close()
+	p.Shrink(10 * time.Millisecond)
+	if p.Cap() != 1 {
+		t.Fatal("not shrunk")
+	}
+	waitFor(t, func() bool { return p.Cap() == 2 }, "cap restored")
+	ctx := context.Background()
+	l1, err1 := p.Lease(ctx, time.Second)
+	l2, err2 := p.Lease(ctx, time.Second)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("two leases after the shrink expired: %v %v", err1, err2)
+	}
+	p.Release(l1)
+	p.Release(l2)
+}

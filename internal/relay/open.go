@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -122,6 +123,15 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 	var se *SourceIPError
 	var ae *upstream.AuthError
 	var ue *upstream.Error
+	if concurrencyRefusal(err) {
+		// PROVIDERS.md: 421 4.3.0 / 454 4.7.0 (Gmail), 432 4.3.2
+		// (Microsoft) mean "too many sessions": hold back instead of
+		// hammering the account.
+		a.Pool.Shrink(r.opts.ShrinkFor)
+		log.Warn("provider refused another session; lowering the account's session cap for a while",
+			"for", r.opts.ShrinkFor, "cap", a.Pool.Cap())
+		return reply.New(451, "4.7.0", a.Cfg.Email+": provider refused another session (concurrency limit), try again later")
+	}
 	switch {
 	case errors.Is(err, pool.ErrBusy):
 		log.Warn("no upstream session free", "wait", r.opts.AcquireTimeout)
@@ -157,3 +167,27 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 }
 
 func isAddrNotAvail(err error) bool { return errors.Is(err, syscall.EADDRNOTAVAIL) }
+
+// concurrencyRefusal reports a session refused because the account has
+// too many sessions or logins: 421 at greeting or AUTH, Microsoft's 432,
+// Gmail's 454 4.7.0 "Too many login attempts".
+func concurrencyRefusal(err error) bool {
+	var rp *reply.Reply
+	var ae *upstream.AuthError
+	var ue *upstream.Error
+	switch {
+	case errors.As(err, &ae):
+		rp = &ae.Reply
+	case errors.As(err, &ue) && ue.Reply != nil:
+		rp = ue.Reply
+	default:
+		return false
+	}
+	switch rp.Code {
+	case 421, 432:
+		return true
+	case 454:
+		return rp.Enhanced == "4.7.0" && !strings.Contains(strings.ToLower(rp.Text()), "temporary authentication failure")
+	}
+	return false
+}

@@ -21,7 +21,10 @@ type Options struct {
 	AcquireTimeout time.Duration
 	// OpenTimeout bounds opening a session: connect, TLS, EHLO, token, AUTH.
 	OpenTimeout time.Duration
-	Logger      *slog.Logger
+	// ShrinkFor is how long an account's session cap stays lowered after
+	// the provider refused a session for concurrency; default 1m.
+	ShrinkFor time.Duration
+	Logger    *slog.Logger
 }
 
 // Counters are the relay's outcome counts.
@@ -44,6 +47,9 @@ type Relay struct {
 func New(reg *account.Registry, opts Options) *Relay {
 	if opts.AcquireTimeout == 0 {
 		opts.AcquireTimeout = 5 * time.Second
+	}
+	if opts.ShrinkFor == 0 {
+		opts.ShrinkFor = time.Minute
 	}
 	if opts.OpenTimeout == 0 {
 		opts.OpenTimeout = 60 * time.Second

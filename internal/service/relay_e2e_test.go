@@ -2,14 +2,20 @@ package service_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/fakeprovider"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/loadgen"
 )
 
 // body returns a message exercising dot lines, 8-bit bytes and a long line.
@@ -152,6 +158,17 @@ func TestRelay_connectionDropsNeverGive250(t *testing.T) {
 			if strings.HasPrefix(d, "354") {
 				c.send("Subject: x\r\n\r\n" + strings.Repeat("body line\r\n", 500) + ".\r\n")
 				c.expect(tc.final)
+			}
+			// Never retried: the provider has the message once (the
+			// ambiguous drop-after-dot case) or not at all.
+			n := 0
+			for _, m := range e.fp.Messages() {
+				if len(m.Rcpts) > 0 && m.Rcpts[0] == tc.rcpt {
+					n++
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.delivered]; n != want {
+				t.Errorf("provider stored %d copies, want %d", n, want)
 			}
 		})
 	}
@@ -462,4 +479,117 @@ func TestRelay_deadPooledSessionReplaced(t *testing.T) {
 	if got := e.svc.Relay.Stats.Retried.Load(); got != 1 {
 		t.Errorf("retried = %d, want 1", got)
 	}
+}
+
+// TestRelay_capHoldsUnderManyClients: 200 client connections of one
+// account, cap 3 upstream sessions: every message arrives, the provider
+// never sees more than 3 sessions, and logins stay far below messages.
+func TestRelay_capHoldsUnderManyClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{edit: func(cfg map[string]any, accts []map[string]any) {
+		cfg["global"].(map[string]any)["timeouts"] = map[string]any{"connection_acquire_timeout": 60}
+		accts[0]["connection_settings"] = map[string]any{"max_connections_per_account": 3, "max_messages_per_connection": 1000}
+		accts[0]["max_concurrent_messages"] = 1000
+	}})
+	const clients = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := loadgen.Dial(context.Background(), e.addr, 60*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Quit()
+			if err := c.Auth(userA, password); err != nil {
+				errs <- err
+				return
+			}
+			res, err := c.Send(userA, []string{"r@example.net"}, []byte("Subject: cap\r\n\r\nx\r\n"))
+			if err != nil || !res.OK() {
+				errs <- fmt.Errorf("send: %v %+v", err, res)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := e.fp.Stats()
+	if st.Messages != clients {
+		t.Errorf("delivered %d, want %d", st.Messages, clients)
+	}
+	if st.MaxConcurrentSessionsPerUser > 3 {
+		t.Errorf("provider saw %d concurrent sessions for one account, cap 3", st.MaxConcurrentSessionsPerUser)
+	}
+	if st.Logins > 3 {
+		t.Errorf("%d upstream logins for %d messages", st.Logins, clients)
+	}
+}
+
+// TestRelay_concurrencyRefusalShrinksCap: the provider allows 2 sessions
+// per mailbox while the account is configured for 5 (Microsoft's 432
+// 4.3.2); a refused session gives the client a 4xx, lowers the cap, and
+// nothing is lost or duplicated.
+func TestRelay_concurrencyRefusalShrinksCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		provider: fakeprovider.Options{MaxSessionsPerUser: 2},
+		edit: func(cfg map[string]any, accts []map[string]any) {
+			accts[0]["connection_settings"] = map[string]any{"max_connections_per_account": 5}
+		},
+	})
+	const clients = 20
+	var wg sync.WaitGroup
+	var ok, temp atomic.Int64
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := loadgen.Dial(context.Background(), e.addr, 30*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Quit()
+			if err := c.Auth(userA, password); err != nil {
+				t.Error(err)
+				return
+			}
+			for j := 0; j < 5; j++ {
+				res, err := c.Send(userA, []string{"r@example.net"}, []byte("x\r\n"))
+				switch {
+				case err != nil:
+					t.Error(err)
+					return
+				case res.OK():
+					ok.Add(1)
+				case res.Mail.Temporary():
+					temp.Add(1)
+				default:
+					t.Errorf("unexpected %+v", res)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := e.fp.Stats()
+	if st.Messages != ok.Load() {
+		t.Errorf("client got %d 250s, provider has %d messages", ok.Load(), st.Messages)
+	}
+	if st.MaxConcurrentSessionsPerUser > 2 {
+		t.Errorf("provider allowed %d sessions", st.MaxConcurrentSessionsPerUser)
+	}
+	if temp.Load() > 0 && st.LoginFailures == 0 {
+		t.Errorf("temporary failures without refusals")
+	}
+	a := e.svc.Reg.Lookup(userA)
+	if st.LoginFailures > 0 && a.Pool.Cap() >= 5 {
+		t.Errorf("cap not lowered after %d refusals: %d", st.LoginFailures, a.Pool.Cap())
+	}
+	t.Logf("ok %d, refused %d, provider refusals %d, cap now %d", ok.Load(), temp.Load(), st.LoginFailures, a.Pool.Cap())
 }
