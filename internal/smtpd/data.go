@@ -36,6 +36,9 @@ type dataReader struct {
 	ioErr   error // connection error
 	done    bool
 	discard bool // drain mode: consume, produce nothing
+	// bare: the last line ended with a bare LF or CR, so a "." line that
+	// follows cannot end the data (only CRLF "." CRLF does).
+	bare    bool
 	scratch [4096]byte
 	pend    []byte // produced into scratch, not yet returned
 }
@@ -138,6 +141,7 @@ func (d *dataReader) step(p []byte) int {
 				d.countLine(0)
 				emit(crlf)
 				d.count(2)
+				d.bare = true
 				i++
 				continue
 			}
@@ -169,6 +173,7 @@ func (d *dataReader) step(p []byte) int {
 				d.count(2)
 				d.lineLen = 0
 				d.state = stStart
+				d.bare = true
 			}
 			i++
 		case stCR:
@@ -176,6 +181,7 @@ func (d *dataReader) step(p []byte) int {
 			d.count(2)
 			d.lineLen = 0
 			d.state = stStart
+			d.bare = c != '\n'
 			if c == '\n' {
 				i++
 			}
@@ -191,22 +197,28 @@ func (d *dataReader) step(p []byte) int {
 				d.count(3)
 				d.lineLen = 0
 				d.state = stStart
+				d.bare = true
 				i++
 			default:
 				// RFC 5321 §4.5.2: the leading dot is removed.
 				d.state = stMid
 			}
 		case stDotCR:
-			if c == '\n' {
+			if c == '\n' && !d.bare {
 				d.done = true
 				i++
 				break
 			}
-			// ".<CR>" then something else: a "." line ended by a bare CR.
+			// "<LF>.<CR><LF>" (the line before ended bare) or ".<CR>x" (a
+			// bare CR after the dot): a "." line of content, never the end.
 			emit(dotCRLF)
 			d.count(3)
 			d.lineLen = 0
 			d.state = stStart
+			d.bare = c != '\n'
+			if c == '\n' {
+				i++
+			}
 		}
 	}
 	_, _ = d.br.Discard(i)
