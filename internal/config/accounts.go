@@ -116,6 +116,7 @@ func parseAccount(o *object, provs map[string]Provider) *Account {
 	p := provs[blockName(a.Provider)]
 	parseUpstream(o, a, p)
 	parseLimits(o, a, p)
+	o.boolean("disabled", &a.Disabled)
 	return a
 }
 

@@ -158,8 +158,12 @@ type Account struct {
 	// SMTPPassword is what a client must send as AUTH password. Empty: the
 	// account may be used only from trusted networks. PasswordHashed tells
 	// whether it is a bcrypt hash ($2a$, $2b$, $2y$) or plain text.
-	SMTPPassword          secret.String
-	PasswordHashed        bool
+	SMTPPassword   secret.String
+	PasswordHashed bool
+	// Disabled ("disabled": true) keeps the account in the file but refuses
+	// it: AUTH answers as for an unknown user, and connections already
+	// authenticated get 451 4.7.1 at MAIL. Set by the admin API's disable.
+	Disabled              bool
 	MaxConcurrentMessages int // in-flight cap for this account
 	MaxMessagesPerHour    int // 0: none
 	Pool                  Pool

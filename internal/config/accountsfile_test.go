@@ -1,0 +1,119 @@
+package config_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+)
+
+func copySeed(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "seed", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "accounts.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestEditAccounts_keepsLayoutCommentsAndOrder(t *testing.T) {
+	t.Parallel()
+	p := copySeed(t, "example_accounts_with_overrides.json")
+	err := config.EditAccounts(p, "", func(f *config.AccountsFile) error {
+		i := f.Find("SENDER2@domain.com")
+		if i < 0 {
+			t.Fatal("Find failed")
+		}
+		return f.Set(i, map[string]any{"vmta_name": "vmta-renamed", "disabled": true})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	s := string(b)
+	for _, want := range []string{`"_comment": "Accounts configuration with optional per-account overrides"`, `"_version": "2.0"`,
+		`"vmta_name": "vmta-renamed"`, `"disabled": true`, `"_comment": "This account overrides connection pool settings"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	// Key order kept: account_id still before email before ip_address.
+	i := strings.Index(s, `"account_id": "2"`)
+	if i < 0 || !(strings.Index(s[i:], `"email"`) < strings.Index(s[i:], `"ip_address"`)) {
+		t.Errorf("key order changed:\n%s", s)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", st.Mode())
+	}
+	snap, _, err := config.Load(config.LoadOptions{AccountsPath: p, SearchDirs: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range snap.Accounts {
+		if a.ID == "2" && (!a.Disabled || a.VMTAName != "vmta-renamed") {
+			t.Errorf("edit not loaded: %+v", a)
+		}
+	}
+}
+
+func TestEditAccounts_invalidResultChangesNothing(t *testing.T) {
+	t.Parallel()
+	p := copySeed(t, "example_accounts.json")
+	before, _ := os.ReadFile(p)
+	err := config.EditAccounts(p, "", func(f *config.AccountsFile) error {
+		return f.Set(0, map[string]any{"oauth_token_url": "http://evil.example.com/token"})
+	})
+	if err == nil || !strings.Contains(err.Error(), "oauth_token_url") {
+		t.Fatalf("invalid edit accepted: %v", err)
+	}
+	after, _ := os.ReadFile(p)
+	if string(before) != string(after) {
+		t.Fatal("file changed by a rejected edit")
+	}
+	// A file that no longer parses is never written over.
+	if err := os.WriteFile(p, []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.EditAccounts(p, "", func(*config.AccountsFile) error { return nil }); err == nil {
+		t.Fatal("wrote over an unparsable file")
+	}
+}
+
+func TestEditAccounts_concurrentEditsAllLand(t *testing.T) {
+	t.Parallel()
+	p := copySeed(t, "example_accounts.json")
+	var wg sync.WaitGroup
+	const n = 20
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := config.EditAccounts(p, "", func(f *config.AccountsFile) error {
+				keys := []string{"account_id", "email", "provider", "client_id", "client_secret", "refresh_token"}
+				return f.Add(keys, map[string]any{
+					"account_id": fmt.Sprintf("c%d", i), "email": fmt.Sprintf("c%d@example.com", i), "provider": "gmail",
+					"client_id": "id", "client_secret": "s", "refresh_token": "r",
+				})
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	f, err := config.ReadAccountsFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Len() != 4+n {
+		t.Fatalf("%d accounts, want %d: edits were lost", f.Len(), 4+n)
+	}
+}
