@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +36,37 @@ type Account struct {
 
 	inflight atomic.Int64
 	verified atomic.Pointer[[sha256.Size]byte] // HMAC of the last password that verified
+	removed  atomic.Bool                       // replaced or deleted by a reload
+
+	// Outcome counters, for the admin API.
+	Sent      atomic.Int64 // final reply 2xx
+	Failed    atomic.Int64 // final reply 4xx/5xx, or refused before DATA
+	Ambiguous atomic.Int64 // final reply lost after the dot was sent
+	lastReply atomic.Pointer[LastReply]
 }
+
+// LastReply is the last final reply of an upstream transaction.
+type LastReply struct {
+	Text string
+	At   time.Time
+}
+
+// SetLastReply records the last upstream final reply.
+func (a *Account) SetLastReply(text string, at time.Time) {
+	a.lastReply.Store(&LastReply{Text: text, At: at})
+}
+
+// LastReply returns the last upstream final reply, if any.
+func (a *Account) LastReply() (LastReply, bool) {
+	if p := a.lastReply.Load(); p != nil {
+		return *p, true
+	}
+	return LastReply{}, false
+}
+
+// Removed reports that a reload deleted or replaced this account: its
+// sessions finish what they carry, and new transactions are refused.
+func (a *Account) Removed() bool { return a.removed.Load() }
 
 // Name identifies the account in logs.
 func (a *Account) Name() string { return a.Cfg.ID }
@@ -62,14 +94,23 @@ type Options struct {
 	Logger    *slog.Logger
 }
 
-// Registry finds accounts by AUTH username.
+// Registry finds accounts by AUTH username. Its account set is replaced
+// as a whole by a reload; readers always see one consistent set.
 type Registry struct {
-	opts     Options
-	log      *slog.Logger
-	key      [32]byte
-	dummy    []byte // bcrypt hash burnt for unknown users, for equal timing
-	byName   map[string]*Account
-	accounts []*Account
+	opts  Options
+	log   *slog.Logger
+	key   [32]byte
+	dummy []byte // bcrypt hash burnt for unknown users, for equal timing
+
+	cur     atomic.Pointer[set]
+	mu      sync.Mutex     // serialises Replace and Close
+	closers sync.WaitGroup // pools of removed accounts being closed
+}
+
+// set is one generation of accounts.
+type set struct {
+	byName   map[string]*Account // enabled accounts by lower-cased email and account_id
+	accounts []*Account          // all, disabled ones included, in file order
 }
 
 // Build makes the runtime state of one account.
@@ -83,7 +124,7 @@ func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, e
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{opts: opts, log: opts.Logger, byName: make(map[string]*Account, 2*len(snap.Accounts))}
+	r := &Registry{opts: opts, log: opts.Logger}
 	if _, err := rand.Read(r.key[:]); err != nil {
 		return nil, fmt.Errorf("account registry: %w", err)
 	}
@@ -91,31 +132,139 @@ func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, e
 	if r.dummy, err = bcrypt.GenerateFromPassword([]byte("no such account"), bcrypt.DefaultCost); err != nil {
 		return nil, fmt.Errorf("account registry: %w", err)
 	}
-	for _, c := range snap.Accounts {
-		a, err := build(c)
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("account %s: %w", c.ID, err)
-		}
-		r.accounts = append(r.accounts, a)
-		r.byName[strings.ToLower(c.Email)] = a
-		if _, taken := r.byName[strings.ToLower(c.ID)]; !taken {
-			r.byName[strings.ToLower(c.ID)] = a
-		}
+	s, _, err := r.build(snap, build, nil)
+	if err != nil {
+		return nil, err
 	}
+	r.cur.Store(s)
 	return r, nil
 }
 
-// Lookup finds an account by email (any case) or account_id.
-func (r *Registry) Lookup(name string) *Account {
-	if a, ok := r.byName[name]; ok {
-		return a
+// build makes a new set from snap, reusing the accounts of old whose
+// configuration did not change (their tokens, sessions and counters go
+// on). It returns the set and the old accounts it did not reuse. On error
+// nothing is kept: accounts built so far are closed.
+func (r *Registry) build(snap *config.Snapshot, build Build, old *set) (*set, []*Account, error) {
+	prev := map[string]*Account{}
+	if old != nil {
+		for _, a := range old.accounts {
+			prev[a.Cfg.ID] = a
+		}
 	}
-	return r.byName[strings.ToLower(name)]
+	s := &set{byName: make(map[string]*Account, 2*len(snap.Accounts))}
+	var fresh []*Account
+	for _, c := range snap.Accounts {
+		a, ok := prev[c.ID]
+		if ok && reflect.DeepEqual(*a.Cfg, *c) {
+			delete(prev, c.ID)
+		} else {
+			var err error
+			if a, err = build(c); err != nil {
+				for _, f := range fresh {
+					closePool(f)
+				}
+				return nil, nil, fmt.Errorf("account %s: %w", c.ID, err)
+			}
+			fresh = append(fresh, a)
+		}
+		s.accounts = append(s.accounts, a)
+		if c.Disabled {
+			continue
+		}
+		s.byName[strings.ToLower(c.Email)] = a
+		if _, taken := s.byName[strings.ToLower(c.ID)]; !taken {
+			s.byName[strings.ToLower(c.ID)] = a
+		}
+	}
+	var gone []*Account
+	for _, a := range prev {
+		gone = append(gone, a)
+	}
+	return s, gone, nil
 }
 
-// All returns every account in configuration order.
-func (r *Registry) All() []*Account { return r.accounts }
+// Change summarises what a Replace did, by account_id.
+type Change struct {
+	Added, Changed, Removed []string
+}
+
+// Replace switches to the accounts of snap. Unchanged accounts keep their
+// runtime state; changed and removed ones are marked removed, so their
+// connections refuse new transactions, and their pools close once the
+// transactions in flight have returned their sessions. New AUTHs see the
+// new set at once. On error nothing changes.
+func (r *Registry) Replace(snap *config.Snapshot, build Build) (Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.cur.Load()
+	s, gone, err := r.build(snap, build, old)
+	if err != nil {
+		return Change{}, err
+	}
+	r.cur.Store(s)
+	var ch Change
+	oldIDs := map[string]bool{}
+	for _, a := range old.accounts {
+		oldIDs[a.Cfg.ID] = true
+	}
+	kept := map[*Account]bool{}
+	for _, a := range old.accounts {
+		kept[a] = true
+	}
+	newIDs := map[string]bool{}
+	for _, a := range s.accounts {
+		newIDs[a.Cfg.ID] = true
+		switch {
+		case !oldIDs[a.Cfg.ID]:
+			ch.Added = append(ch.Added, a.Cfg.ID)
+		case !kept[a]:
+			ch.Changed = append(ch.Changed, a.Cfg.ID)
+		}
+	}
+	for _, a := range gone {
+		if !newIDs[a.Cfg.ID] {
+			ch.Removed = append(ch.Removed, a.Cfg.ID)
+		}
+		a.removed.Store(true)
+		r.closers.Add(1)
+		go func() {
+			defer r.closers.Done()
+			closePool(a)
+		}()
+	}
+	return ch, nil
+}
+
+func closePool(a *Account) {
+	if a.Pool != nil {
+		a.Pool.Close()
+	}
+}
+
+// Lookup finds an enabled account by email (any case) or account_id.
+func (r *Registry) Lookup(name string) *Account {
+	s := r.cur.Load()
+	if a, ok := s.byName[name]; ok {
+		return a
+	}
+	return s.byName[strings.ToLower(name)]
+}
+
+// Find is Lookup that also finds disabled accounts (for the admin API).
+func (r *Registry) Find(name string) *Account {
+	if a := r.Lookup(name); a != nil {
+		return a
+	}
+	for _, a := range r.cur.Load().accounts {
+		if strings.EqualFold(a.Cfg.Email, name) || a.Cfg.ID == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// All returns every account, disabled ones included, in file order.
+func (r *Registry) All() []*Account { return r.cur.Load().accounts }
 
 // Authenticate checks an AUTH username and password from remote.
 func (r *Registry) Authenticate(ctx context.Context, user, pass string, remote netip.Addr) (*Account, error) {
@@ -181,20 +330,22 @@ func (r *Registry) mac(a *Account, pass string) [sha256.Size]byte {
 
 // Sweep closes idle upstream sessions past their timeouts, in every pool.
 func (r *Registry) Sweep() {
-	for _, a := range r.accounts {
+	for _, a := range r.All() {
 		if a.Pool != nil {
 			a.Pool.Sweep()
 		}
 	}
 }
 
-// Close closes every account's pool.
+// Close closes every account's pool (QUIT to idle sessions) and waits for
+// the pools of accounts removed by earlier reloads.
 func (r *Registry) Close() {
-	for _, a := range r.accounts {
-		if a.Pool != nil {
-			a.Pool.Close()
-		}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.All() {
+		closePool(a)
 	}
+	r.closers.Wait()
 }
 
 // HashPassword returns a bcrypt hash for smtp_password.

@@ -45,6 +45,7 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 		rp = reply.FromError(cr.err, t.c.ID)
 	case err != nil && upstream.Ambiguous(err):
 		t.broken = true
+		t.ambiguous = true
 		t.r.Stats.Ambiguous.Add(1)
 		rp = errAmbiguous
 	case err != nil:
@@ -103,9 +104,15 @@ func (t *txn) logOutcome() {
 	}
 	if t.final.Positive() {
 		t.r.Stats.Messages.Add(1)
+		t.a.Sent.Add(1)
 	} else {
 		t.r.Stats.Failed.Add(1)
+		t.a.Failed.Add(1)
+		if t.ambiguous {
+			t.a.Ambiguous.Add(1)
+		}
 	}
+	t.a.SetLastReply(t.final.String(), time.Now())
 	t.r.log.Info("message", "conn_id", t.c.ID, "remote", t.c.Remote.String(), "account", t.a.Cfg.ID,
 		"from", t.from, "rcpts", t.rcpts, "accepted_rcpts", t.okRcpts, "size", t.size,
 		"code", t.final.Code, "reply", t.final.String(), "duration_ms", time.Since(t.start).Milliseconds())

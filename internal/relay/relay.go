@@ -79,6 +79,11 @@ func (s *sender) Name() string { return s.a.Cfg.ID }
 
 // Begin implements smtpd.Sender: admission against the account's in-flight cap.
 func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) {
+	if s.a.Removed() || s.a.Cfg.Disabled {
+		// A reload removed, changed or disabled the account after this
+		// client authenticated: it must log in again to see the new set.
+		return nil, reply.New(451, "4.7.1", s.a.Cfg.Email+": account removed or disabled, authenticate again")
+	}
 	if !s.a.Acquire() {
 		return nil, reply.New(451, "4.7.0", s.a.Cfg.Email+": too many messages in flight for this account, try again later")
 	}
@@ -93,14 +98,15 @@ type txn struct {
 	start time.Time
 	lease *pool.Lease[*upstream.Client]
 
-	from     string
-	rcpts    int
-	okRcpts  int
-	answered bool // some upstream reply for this transaction was read
-	broken   bool // the upstream session failed; later commands get 451
-	final    *reply.Reply
-	size     int64
-	cmdBuf   []upstream.Cmd
+	from      string
+	rcpts     int
+	okRcpts   int
+	answered  bool // some upstream reply for this transaction was read
+	broken    bool // the upstream session failed; later commands get 451
+	ambiguous bool // the dot was sent and the final reply lost
+	final     *reply.Reply
+	size      int64
+	cmdBuf    []upstream.Cmd
 }
 
 var (

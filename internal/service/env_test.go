@@ -26,9 +26,17 @@ const password = "s3cret-pw"
 
 // env is a proxy in front of a fake provider, both on loopback.
 type env struct {
-	fp   *fakeprovider.Provider
-	svc  *service.Service
-	addr string
+	fp    *fakeprovider.Provider
+	svc   *service.Service
+	addr  string
+	dir   string           // where config.json and accounts.json live
+	accts []map[string]any // the accounts as written
+}
+
+// writeAccounts rewrites accounts.json (for reload tests).
+func (e *env) writeAccounts(t *testing.T, accts []map[string]any) {
+	t.Helper()
+	writeJSON(t, filepath.Join(e.dir, "accounts.json"), map[string]any{"accounts": accts})
 }
 
 type envOptions struct {
@@ -136,7 +144,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &env{fp: fp, svc: svc, addr: svc.Addr().String()}
+	return &env{fp: fp, svc: svc, addr: svc.Addr().String(), dir: dir, accts: accts}
 }
 
 func writeJSON(t *testing.T, path string, v any) {

@@ -54,6 +54,9 @@ type Service struct {
 	Relay *relay.Relay // nil in dry-run
 	srv   *smtpd.Server
 	ln    net.Listener
+
+	reloadMu sync.Mutex   // one Reload at a time
+	snapMu   sync.RWMutex // guards Snap after New
 	// localIPs are this host's addresses, for validate_source_ip; nil
 	// when validation is off.
 	localIPs map[netip.Addr]bool
@@ -128,7 +131,7 @@ func New(opts Options) (*Service, error) {
 	}
 	build := s.buildAccount
 	if opts.DryRun {
-		build = func(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
+		build = dryRunAccount
 	} else if err := s.prepareTLS(); err != nil {
 		return nil, err
 	}
@@ -172,6 +175,10 @@ func New(opts Options) (*Service, error) {
 	}
 	return s, nil
 }
+
+// dryRunAccount builds an account with no token source and no pool:
+// dry-run never contacts a provider.
+func dryRunAccount(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
 
 // prepareTLS builds the upstream TLS base: system roots plus upstream_ca_file.
 func (s *Service) prepareTLS() error {
