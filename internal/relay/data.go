@@ -61,6 +61,11 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 	if rp.Positive() {
 		t.lease.Delivered()
 	}
+	if err == nil && cr.err == nil {
+		t.r.m.upstreamReplies.WithLabelValues("end", classOf(rp.Code)).Inc()
+	}
+	t.r.m.messageSize.Observe(float64(cr.n))
+	t.r.m.relayedBytes.Add(float64(cr.n))
 	return rp
 }
 
@@ -68,6 +73,7 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 // RSET when the transaction was left half-way), or is discarded when broken.
 func (t *txn) Close() {
 	defer t.a.Done()
+	defer t.r.m.concurrent.Dec()
 	t.logOutcome()
 	if t.lease == nil {
 		return
@@ -96,11 +102,26 @@ func (t *txn) Close() {
 
 func (t *txn) logOutcome() {
 	if t.final == nil {
+		t.r.m.messages.WithLabelValues("aborted").Inc()
 		if t.from != "" || t.rcpts > 0 {
 			t.r.log.Info("message aborted", "conn_id", t.c.ID, "remote", t.c.Remote.String(), "account", t.a.Cfg.ID,
 				"from", t.from, "rcpts", t.rcpts, "accepted_rcpts", t.okRcpts)
 		}
 		return
+	}
+	result := "sent"
+	switch {
+	case t.ambiguous:
+		result = "ambiguous"
+	case t.final.Temporary():
+		result = "deferred"
+	case t.final.Permanent():
+		result = "rejected"
+	}
+	t.r.m.messages.WithLabelValues(result).Inc()
+	t.r.m.messageDuration.Observe(time.Since(t.start).Seconds())
+	if t.r.m.perAccount != nil {
+		t.r.m.perAccount.WithLabelValues(t.a.Cfg.ID, result).Inc()
 	}
 	if t.final.Positive() {
 		t.r.Stats.Messages.Add(1)

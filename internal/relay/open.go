@@ -32,8 +32,9 @@ type DialOptions struct {
 	LocalIPs       map[netip.Addr]bool
 	CommandTimeout time.Duration
 	// Dial replaces the network dialer (tests, the benchmark's latency relay).
-	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
-	Logger *slog.Logger
+	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	Metrics *Metrics // nil: unregistered
+	Logger  *slog.Logger
 }
 
 // SourceIPError means an account's ip_address cannot be used, so the
@@ -64,6 +65,10 @@ func Dialer(a *config.Account, tokens *token.Source, o DialOptions) func(ctx con
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	m := o.Metrics
+	if m == nil {
+		m = NewMetrics(nil, false)
+	}
 	var srcErr error
 	if ip := a.IPAddress.Unmap(); o.BindSourceIP && ip.IsValid() {
 		cfg.LocalAddr = ip
@@ -86,8 +91,14 @@ func Dialer(a *config.Account, tokens *token.Source, o DialOptions) func(ctx con
 		}
 		if err := authenticate(ctx, c, a, tokens); err != nil {
 			c.Close()
+			var ae *upstream.AuthError
+			if errors.As(err, &ae) {
+				m.upstreamAuth.WithLabelValues("failure").Inc()
+			}
 			return nil, err
 		}
+		m.upstreamAuth.WithLabelValues("success").Inc()
+		m.upstreamAuthTime.Observe(time.Since(start).Seconds())
 		log.Info("upstream session opened", "account", a.ID, "upstream", cfg.Addr, "ms", time.Since(start).Milliseconds())
 		return c, nil
 	}
@@ -123,7 +134,10 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 	var se *SourceIPError
 	var ae *upstream.AuthError
 	var ue *upstream.Error
+	errType := "connect"
+	defer func() { r.m.errors.WithLabelValues(errType).Inc() }()
 	if concurrencyRefusal(err) {
+		errType = "concurrency_refused"
 		// PROVIDERS.md: 421 4.3.0 / 454 4.7.0 (Gmail), 432 4.3.2
 		// (Microsoft) mean "too many sessions": hold back instead of
 		// hammering the account.
@@ -134,21 +148,27 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 	}
 	switch {
 	case errors.Is(err, pool.ErrBusy):
+		errType = "busy"
 		log.Warn("no upstream session free", "wait", r.opts.AcquireTimeout)
 		return reply.New(451, "4.7.0", a.Cfg.Email+": all upstream sessions busy, try again later")
 	case errors.As(err, &se):
+		errType = "source_ip"
 		log.Error("account cannot send: its source address is unusable")
 		return reply.New(451, "4.4.0", a.Cfg.Email+": configured source address unavailable, not sending from another one")
 	case isAddrNotAvail(err):
+		errType = "source_ip"
 		log.Error("account cannot send: binding its source address failed")
 		return reply.New(451, "4.4.0", a.Cfg.Email+": configured source address unavailable, not sending from another one")
 	case errors.As(err, &te):
+		errType = "token"
 		log.Warn("token refresh failed")
 		if te.Final {
+			errType = "token_final"
 			return reply.New(454, "4.7.0", a.Cfg.Email+": OAuth2 credentials rejected by the provider; account needs new consent")
 		}
 		return reply.New(454, "4.7.0", a.Cfg.Email+": cannot obtain an OAuth2 access token, try again later")
 	case errors.As(err, &ae):
+		errType = "upstream_auth"
 		log.Warn("upstream authentication failed", "upstream_reply", ae.Reply.String())
 		return reply.New(454, "4.7.0", a.Cfg.Email+": upstream authentication failed: "+ae.Reply.String())
 	case errors.As(err, &ue) && ue.Reply != nil:
@@ -158,6 +178,7 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 		}
 		return reply.New(451, "4.4.0", "upstream refused the connection")
 	case errors.Is(err, context.DeadlineExceeded):
+		errType = "timeout"
 		log.Warn("opening an upstream session timed out")
 		return reply.New(451, "4.4.1", "Upstream did not answer in time, try again later")
 	default:

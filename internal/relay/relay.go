@@ -24,7 +24,9 @@ type Options struct {
 	// ShrinkFor is how long an account's session cap stays lowered after
 	// the provider refused a session for concurrency; default 1m.
 	ShrinkFor time.Duration
-	Logger    *slog.Logger
+	// Metrics receive the relay's counters; nil means unregistered ones.
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Counters are the relay's outcome counts.
@@ -40,6 +42,7 @@ type Relay struct {
 	reg   *account.Registry
 	opts  Options
 	log   *slog.Logger
+	m     *Metrics
 	Stats Counters
 }
 
@@ -57,15 +60,22 @@ func New(reg *account.Registry, opts Options) *Relay {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Relay{reg: reg, opts: opts, log: opts.Logger}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil, false)
+	}
+	return &Relay{reg: reg, opts: opts, log: opts.Logger, m: opts.Metrics}
 }
 
 // Login implements smtpd.Backend.
 func (r *Relay) Login(ctx context.Context, c *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
+	start := time.Now()
 	a, err := r.reg.Authenticate(ctx, user, pass, c.Remote.Addr())
+	r.m.authDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
+		r.m.authAttempts.WithLabelValues("failure").Inc()
 		return nil, err
 	}
+	r.m.authAttempts.WithLabelValues("success").Inc()
 	r.log.Info("auth", "conn_id", c.ID, "remote", c.Remote.String(), "account", a.Cfg.ID)
 	return &sender{r: r, a: a}, nil
 }
@@ -85,8 +95,10 @@ func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) 
 		return nil, reply.New(451, "4.7.1", s.a.Cfg.Email+": account removed or disabled, authenticate again")
 	}
 	if !s.a.Acquire() {
+		s.r.m.limitExceeded.Inc()
 		return nil, reply.New(451, "4.7.0", s.a.Cfg.Email+": too many messages in flight for this account, try again later")
 	}
+	s.r.m.concurrent.Inc()
 	return &txn{r: s.r, a: s.a, c: c, start: time.Now()}, nil
 }
 
@@ -138,6 +150,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 		// A stale pooled session: nothing reached the upstream's
 		// transaction, so moving to a fresh session cannot duplicate.
 		t.r.Stats.Retried.Add(1)
+		t.r.m.retried.Inc()
 		t.r.log.Debug("stale upstream session, retrying on a fresh one", "conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err)
 		t.a.Pool.Discard(t.lease)
 		t.lease = nil
@@ -159,6 +172,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 		}
 		if j < len(replies) {
 			out[i] = replies[j]
+			t.r.m.upstreamReplies.WithLabelValues(stageOf(c.Verb), classOf(out[i].Code)).Inc()
 		} else {
 			out[i] = errLost
 		}
@@ -191,7 +205,9 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 func (t *txn) open(ctx context.Context) *reply.Reply {
 	octx, cancel := context.WithTimeout(ctx, t.r.opts.OpenTimeout)
 	defer cancel()
+	start := time.Now()
 	l, err := t.a.Pool.Lease(octx, t.r.opts.AcquireTimeout)
+	t.r.m.acquireWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		rp := t.r.openFailure(t.a, t.c, err)
 		return &rp
@@ -257,4 +273,14 @@ func fillFailure(out []reply.Reply, _ []smtpd.Command, rp reply.Reply) {
 			out[i] = errNoSender
 		}
 	}
+}
+
+func stageOf(v smtpd.Verb) string {
+	switch v {
+	case smtpd.VerbRcpt:
+		return "rcpt"
+	case smtpd.VerbData:
+		return "data"
+	}
+	return "mail"
 }

@@ -43,6 +43,7 @@ type envOptions struct {
 	provider fakeprovider.Options
 	dryRun   bool
 	logger   *slog.Logger
+	admin    service.AdminOptions
 	// edit may change the generated config and accounts before loading.
 	edit func(cfg map[string]any, accts []map[string]any)
 }
@@ -130,6 +131,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Listen:        "127.0.0.1:0",
 		DryRun:        o.dryRun,
 		Logger:        o.logger,
+		Admin:         o.admin,
 		AuthFailDelay: -1,
 	})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // and removed accounts finish their transactions in flight on the old
 // sessions, which then close, and their clients must authenticate again.
 // Global settings other than the accounts' apply at the next restart.
-func (s *Service) Reload() (config.Snapshot, error) {
+func (s *Service) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	snap, warns, err := config.Load(s.opts.Load)
@@ -22,7 +22,7 @@ func (s *Service) Reload() (config.Snapshot, error) {
 	}
 	if err != nil {
 		s.log.Error("reload refused: configuration invalid; keeping the running one", "err", err)
-		return config.Snapshot{}, fmt.Errorf("reload: %w", err)
+		return fmt.Errorf("reload: %w", err)
 	}
 	prev := s.Snapshot()
 	s.setSnapshot(snap)
@@ -34,10 +34,10 @@ func (s *Service) Reload() (config.Snapshot, error) {
 	if err != nil {
 		s.setSnapshot(prev)
 		s.log.Error("reload refused: building accounts failed; keeping the running ones", "err", err)
-		return config.Snapshot{}, fmt.Errorf("reload: %w", err)
+		return fmt.Errorf("reload: %w", err)
 	}
 	s.log.Info("reloaded", "accounts", len(snap.Accounts), "added", len(ch.Added), "changed", len(ch.Changed), "removed", len(ch.Removed))
-	return *snap, nil
+	return nil
 }
 
 // Snapshot returns the configuration in force.

@@ -36,7 +36,7 @@ func TestReload_addChangeRemove(t *testing.T) {
 	accts[3]["smtp_password"] = "changed-" + password // plain: password changed
 	accts = append(accts[:1], accts[2:]...)           // nopw removed
 	e.writeAccounts(t, accts)
-	if _, err := e.svc.Reload(); err != nil {
+	if err := e.svc.Reload(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -62,7 +62,7 @@ func TestReload_invalidFileChangesNothing(t *testing.T) {
 	accts := cloneAccts(e.accts)
 	accts[0]["oauth_token_url"] = "http://token.example.com/" // not loopback: refused
 	e.writeAccounts(t, accts)
-	if _, err := e.svc.Reload(); err == nil {
+	if err := e.svc.Reload(); err == nil {
 		t.Fatal("invalid accounts file accepted")
 	}
 	e.dial(t).authPlain(userA, password, "235")
@@ -109,7 +109,7 @@ func TestReload_racingTrafficLosesNothing(t *testing.T) {
 			accts = append(accts[:3], accts[4:]...)
 		}
 		e.writeAccounts(t, accts)
-		if _, err := e.svc.Reload(); err != nil {
+		if err := e.svc.Reload(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,8 @@
 package service
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
@@ -43,6 +46,8 @@ type Options struct {
 	// UpstreamTLS, when set, is the base TLS config for upstream sessions
 	// (tests); otherwise the system roots plus upstream_ca_file.
 	UpstreamTLS *tls.Config
+	// Admin configures the admin API and metrics (admin.go).
+	Admin AdminOptions
 }
 
 // Service is a running proxy.
@@ -56,7 +61,12 @@ type Service struct {
 	ln    net.Listener
 
 	reloadMu sync.Mutex   // one Reload at a time
-	snapMu   sync.RWMutex // guards Snap after New
+	ready    atomic.Bool  // SMTP listener serving (readyz)
+	adminLn  net.Listener // nil without an admin API
+	metrics  *prometheus.Registry
+	// relayMetrics are shared by the relay and every account's dialer.
+	relayMetrics *relay.Metrics
+	snapMu       sync.RWMutex // guards Snap after New
 	// localIPs are this host's addresses, for validate_source_ip; nil
 	// when validation is off.
 	localIPs map[netip.Addr]bool
@@ -126,6 +136,7 @@ func New(opts Options) (*Service, error) {
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient = tokenHTTPClient(snap.Global.HTTPPool)
 	}
+	s.initMetrics() // admin.go: before the accounts, whose dialers count logins
 	if g := snap.Global.SMTP; g.UseSourceIPBinding && g.ValidateSourceIP {
 		s.localIPs = localAddrs(log)
 	}
@@ -150,6 +161,7 @@ func New(opts Options) (*Service, error) {
 		backend = relay.NewDryRun(s.Reg, log)
 	} else {
 		s.Relay = relay.New(s.Reg, relay.Options{
+			Metrics:        s.relayMetrics,
 			AcquireTimeout: snap.Global.Timeouts.ConnectionAcquire,
 			Logger:         log,
 		})
@@ -168,9 +180,19 @@ func New(opts Options) (*Service, error) {
 		MaxConnections:  maxConns,
 		Logger:          log,
 	}, backend)
+	if err := s.listenAdmin(); err != nil { // admin.go
+		s.Reg.Close()
+		return nil, err
+	}
+	if opts.Admin.Only {
+		return s, nil // --admin-only: no SMTP listener
+	}
 	s.ln, err = net.Listen("tcp", opts.Listen)
 	if err != nil {
 		s.Reg.Close()
+		if s.adminLn != nil {
+			s.adminLn.Close()
+		}
 		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
 	}
 	return s, nil
@@ -229,6 +251,7 @@ func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
 		LocalIPs:       s.localIPs,
 		CommandTimeout: g.Timeouts.SMTP,
 		Dial:           s.opts.UpstreamDial,
+		Metrics:        s.relayMetrics,
 		Logger:         s.log,
 	})
 	p := pool.New(pool.Config{
@@ -241,22 +264,36 @@ func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
 }
 
 // Addr is the SMTP listener's address.
-func (s *Service) Addr() net.Addr { return s.ln.Addr() }
+func (s *Service) Addr() net.Addr {
+	if s.ln == nil {
+		return nil // --admin-only
+	}
+	return s.ln.Addr()
+}
 
 // Run serves until ctx ends, then shuts down gracefully: the listener
 // closes, transactions in flight finish (up to ShutdownTimeout), idle
 // upstream sessions are QUIT.
 func (s *Service) Run(ctx context.Context) error {
-	s.log.Info("listening", "smtp", s.ln.Addr().String(), "dry_run", s.opts.DryRun)
+	stopAdmin, err := s.startAdmin() // admin.go
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	srvCtx, cancelSrv := context.WithCancel(context.Background())
 	defer cancelSrv()
 	var wg sync.WaitGroup
 	var serveErr error
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		serveErr = s.srv.Serve(srvCtx, s.ln)
-	}()
+	if s.ln != nil {
+		s.log.Info("listening", "smtp", s.ln.Addr().String(), "dry_run", s.opts.DryRun)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveErr = s.srv.Serve(srvCtx, s.ln)
+		}()
+		s.ready.Store(true)
+	}
+	wg.Add(1)
 	sweepDone := make(chan struct{})
 	go func() {
 		defer wg.Done()
@@ -274,7 +311,8 @@ func (s *Service) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
-	err := s.srv.Shutdown(sctx)
+	s.ready.Store(false)
+	err = s.srv.Shutdown(sctx)
 	cancel()
 	cancelSrv()
 	close(sweepDone)

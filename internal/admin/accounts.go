@@ -1,0 +1,523 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+)
+
+// accountView is what the API shows of an account: never a secret.
+type accountView struct {
+	AccountID     string `json:"account_id"`
+	Email         string `json:"email"`
+	IPAddress     string `json:"ip_address"`
+	VMTAName      string `json:"vmta_name"`
+	Provider      string `json:"provider"`
+	OAuthEndpoint string `json:"oauth_endpoint"`
+	OAuthTokenURL string `json:"oauth_token_url"`
+}
+
+func viewOf(c *config.Account) accountView {
+	v := accountView{
+		AccountID: c.ID, Email: c.Email, VMTAName: c.VMTAName, Provider: c.Provider,
+		OAuthEndpoint: c.SMTPAddr, OAuthTokenURL: c.TokenURL,
+	}
+	if c.IPAddress.IsValid() {
+		v.IPAddress = c.IPAddress.String()
+	}
+	return v
+}
+
+func (a *API) listAccounts(w http.ResponseWriter, _ *http.Request) {
+	all := a.b.Registry().All()
+	views := make([]accountView, 0, len(all))
+	for _, acc := range all {
+		views = append(views, viewOf(acc.Cfg))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "total_accounts": len(views), "accounts": views})
+}
+
+// newAccount is the body of POST /admin/accounts (COMPAT.md).
+type newAccount struct {
+	Email         string `json:"email"`
+	Provider      string `json:"provider"`
+	ClientID      string `json:"client_id"`
+	ClientSecret  string `json:"client_secret"`
+	RefreshToken  string `json:"refresh_token"`
+	OAuthTokenURL string `json:"oauth_token_url"`
+	OAuthEndpoint string `json:"oauth_endpoint"`
+	AccountID     string `json:"account_id"`
+	VMTAName      string `json:"vmta_name"`
+	IPAddress     string `json:"ip_address"`
+	SMTPPassword  string `json:"smtp_password"`
+	Verify        *bool  `json:"verify"`
+	Overwrite     bool   `json:"overwrite"`
+}
+
+// keyOrder is the order of keys in a record the API writes.
+var keyOrder = []string{"account_id", "email", "provider", "client_id", "client_secret", "refresh_token",
+	"oauth_token_url", "oauth_endpoint", "ip_address", "vmta_name", "smtp_password"}
+
+// normalise checks the request and fills the old tool's generated
+// defaults: account_id <provider>_<email with @ and . as _>, vmta_name
+// vmta-<provider>-<local part>.
+func (n *newAccount) normalise() error {
+	n.Email = strings.TrimSpace(n.Email)
+	n.Provider = strings.ToLower(strings.TrimSpace(n.Provider))
+	switch {
+	case n.Email == "" || strings.Count(n.Email, "@") != 1:
+		return errors.New("email: a valid address is required")
+	case n.Provider != "gmail" && n.Provider != "outlook":
+		return errors.New("provider: must be gmail or outlook")
+	case n.ClientID == "":
+		return errors.New("client_id: required")
+	case n.RefreshToken == "":
+		return errors.New("refresh_token: required")
+	case n.Provider == "gmail" && n.ClientSecret == "":
+		return errors.New("client_secret: required for gmail")
+	}
+	local, _, _ := strings.Cut(n.Email, "@")
+	if n.AccountID == "" {
+		n.AccountID = n.Provider + "_" + strings.NewReplacer("@", "_", ".", "_").Replace(strings.ToLower(n.Email))
+	}
+	if n.VMTAName == "" {
+		n.VMTAName = "vmta-" + n.Provider + "-" + strings.ToLower(local)
+	}
+	return nil
+}
+
+func (n *newAccount) fields() map[string]any {
+	m := map[string]any{
+		"account_id": n.AccountID, "email": n.Email, "provider": n.Provider,
+		"client_id": n.ClientID, "refresh_token": n.RefreshToken, "vmta_name": n.VMTAName,
+	}
+	for k, v := range map[string]string{"client_secret": n.ClientSecret, "oauth_token_url": n.OAuthTokenURL,
+		"oauth_endpoint": n.OAuthEndpoint, "ip_address": n.IPAddress, "smtp_password": n.SMTPPassword} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// candidate resolves a request into a config.Account the way Load would,
+// for verification, by loading a one-account file.
+func (a *API) candidate(n *newAccount) (*config.Account, error) {
+	snap := a.b.Snapshot()
+	c := &config.Account{
+		ID: n.AccountID, Email: n.Email, Provider: n.Provider, ClientID: n.ClientID,
+		ClientSecret: secret.New(n.ClientSecret), RefreshToken: secret.New(n.RefreshToken), TokenURL: n.OAuthTokenURL,
+	}
+	if c.TokenURL == "" {
+		if p, ok := snap.Providers[n.Provider]; ok {
+			c.TokenURL = p.TokenURL
+		}
+	}
+	return c, nil
+}
+
+func (a *API) verify(ctx context.Context, n *newAccount) error {
+	if n.Verify != nil && !*n.Verify {
+		return nil
+	}
+	c, err := a.candidate(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := a.b.VerifyCredentials(ctx, c); err != nil {
+		return fmt.Errorf("verification failed: %w", err)
+	}
+	return nil
+}
+
+var errExists = errors.New("account already exists (use \"overwrite\": true to replace it)")
+
+// edit changes accounts.json and reloads, one request at a time.
+func (a *API) edit(fn func(*config.AccountsFile) error) error {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	snap := a.b.Snapshot()
+	if err := config.EditAccounts(snap.AccountsPath, snap.ConfigPath, fn); err != nil {
+		return err
+	}
+	if err := a.b.Reload(); err != nil {
+		return fmt.Errorf("saved, but reload failed: %w", err)
+	}
+	return nil
+}
+
+// upsert adds n, or replaces an existing record when overwrite is set.
+func upsert(f *config.AccountsFile, n *newAccount) error {
+	i := f.Find(n.Email)
+	if j := f.Find(n.AccountID); i < 0 {
+		i = j
+	}
+	if i >= 0 {
+		if !n.Overwrite {
+			return errExists
+		}
+		return f.Replace(i, keyOrder, n.fields())
+	}
+	return f.Add(keyOrder, n.fields())
+}
+
+func (a *API) addAccount(w http.ResponseWriter, r *http.Request) {
+	var n newAccount
+	if !decode(w, r, &n) {
+		return
+	}
+	if err := n.normalise(); err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !n.Overwrite && a.b.Registry().Find(n.Email) != nil {
+		fail(w, http.StatusConflict, errExists.Error())
+		return
+	}
+	if err := a.verify(r.Context(), &n); err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	err := a.edit(func(f *config.AccountsFile) error { return upsert(f, &n) })
+	switch {
+	case errors.Is(err, errExists):
+		fail(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	acc := a.b.Registry().Find(n.Email)
+	if acc == nil {
+		fail(w, http.StatusInternalServerError, "account saved but not loaded")
+		return
+	}
+	a.log.Info("admin: account saved", "account", n.AccountID, "overwrite", n.Overwrite)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"success": true, "message": "account " + n.Email + " saved",
+		"total_accounts": len(a.b.Registry().All()), "account": viewOf(acc.Cfg),
+	})
+}
+
+type batchFailure struct {
+	Email string `json:"email"`
+	Error string `json:"error"`
+}
+
+func (a *API) addBatch(w http.ResponseWriter, r *http.Request) {
+	var list []newAccount
+	if !decode(w, r, &list) {
+		return
+	}
+	if len(list) < 1 || len(list) > 100 {
+		fail(w, http.StatusBadRequest, "a batch holds 1 to 100 accounts")
+		return
+	}
+	failed := make([]*batchFailure, len(list))
+	dup := make([]bool, len(list))
+	seen := map[string]bool{}
+	for i := range list {
+		n := &list[i]
+		if err := n.normalise(); err != nil {
+			failed[i] = &batchFailure{Email: n.Email, Error: err.Error()}
+			continue
+		}
+		key := strings.ToLower(n.Email)
+		if seen[key] || (!n.Overwrite && a.b.Registry().Find(n.Email) != nil) {
+			failed[i] = &batchFailure{Email: n.Email, Error: errExists.Error()}
+			dup[i] = true
+			continue
+		}
+		seen[key] = true
+	}
+	// Verify in parallel, a few at a time: each is a token request.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range list {
+		if failed[i] != nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := a.verify(r.Context(), &list[i]); err != nil {
+				failed[i] = &batchFailure{Email: list[i].Email, Error: err.Error()}
+			}
+		}()
+	}
+	wg.Wait()
+	var good []*newAccount
+	for i := range list {
+		if failed[i] == nil {
+			good = append(good, &list[i])
+		}
+	}
+	if len(good) > 0 {
+		err := a.edit(func(f *config.AccountsFile) error {
+			for _, n := range good {
+				if err := upsert(f, n); err != nil {
+					return fmt.Errorf("%s: %w", n.Email, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			// The file is unchanged: every account of the batch failed.
+			for i := range list {
+				if failed[i] == nil {
+					failed[i] = &batchFailure{Email: list[i].Email, Error: err.Error()}
+				}
+			}
+			good = nil
+		}
+	}
+	var fails []*batchFailure
+	allDup := true
+	for i, f := range failed {
+		if f != nil {
+			fails = append(fails, f)
+			allDup = allDup && dup[i]
+		}
+	}
+	total := len(a.b.Registry().All())
+	switch {
+	case len(fails) == 0:
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": fmt.Sprintf("%d accounts added", len(good)),
+			"added_count": len(good), "total_accounts": total})
+	case len(good) > 0:
+		writeJSON(w, http.StatusPartialContent, map[string]any{"success": "partial", "added_count": len(good),
+			"failed_count": len(fails), "failed_accounts": fails, "total_accounts": total})
+	case allDup:
+		writeJSON(w, http.StatusConflict, map[string]any{"success": false, "error": "all accounts already exist",
+			"added_count": 0, "failed_count": len(fails), "failed_accounts": fails})
+	default:
+		writeJSON(w, http.StatusBadRequest, map[string]any{"success": false, "error": "no account added",
+			"added_count": 0, "failed_count": len(fails), "failed_accounts": fails})
+	}
+}
+
+func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("email")
+	err := a.edit(func(f *config.AccountsFile) error { return f.Remove(f.Find(name)) })
+	switch {
+	case errors.Is(err, config.ErrNoAccount):
+		fail(w, http.StatusNotFound, "no account "+name)
+	case err != nil:
+		fail(w, http.StatusBadRequest, err.Error())
+	default:
+		a.log.Info("admin: account deleted", "account", name)
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "account " + name + " deleted",
+			"total_accounts": len(a.b.Registry().All())})
+	}
+}
+
+// deleteInvalid removes the accounts whose credentials the provider
+// rejected for good (invalid_grant); never on timeouts or 5xx.
+func (a *API) deleteInvalid(w http.ResponseWriter, _ *http.Request) {
+	var dead []string
+	for _, acc := range a.b.Registry().All() {
+		if a.b.TokenStatus(acc).Final {
+			dead = append(dead, acc.Cfg.Email)
+		}
+	}
+	if len(dead) > 0 {
+		err := a.edit(func(f *config.AccountsFile) error {
+			for _, e := range dead {
+				if err := f.Remove(f.Find(e)); err != nil && !errors.Is(err, config.ErrNoAccount) {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			fail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+	}
+	if dead == nil {
+		dead = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "deleted_count": len(dead), "deleted_accounts": dead,
+		"total_accounts": len(a.b.Registry().All())})
+}
+
+func (a *API) deleteAll(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("confirm") != "true" {
+		fail(w, http.StatusBadRequest, "deleting every account needs ?confirm=true")
+		return
+	}
+	n := len(a.b.Registry().All())
+	if err := a.edit(func(f *config.AccountsFile) error { f.RemoveAll(); return nil }); err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	a.log.Warn("admin: all accounts deleted", "count", n)
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "deleted_count": n, "total_accounts": 0})
+}
+
+// accountStatus is the live view of GET /admin/accounts/{email}.
+type accountStatus struct {
+	accountView
+	Disabled bool        `json:"disabled"`
+	Token    TokenStatus `json:"token"`
+	Sessions struct {
+		Open   int64 `json:"open"`
+		Busy   int64 `json:"busy"`
+		Cap    int   `json:"cap"`
+		Opened int64 `json:"opened_total"`
+	} `json:"sessions"`
+	InFlight int64 `json:"in_flight"`
+	Messages struct {
+		Sent      int64 `json:"sent"`
+		Failed    int64 `json:"failed"`
+		Ambiguous int64 `json:"ambiguous"`
+	} `json:"messages"`
+	LastReply *account.LastReply `json:"last_upstream_reply,omitempty"`
+}
+
+func (a *API) statusOf(acc *account.Account) accountStatus {
+	s := accountStatus{accountView: viewOf(acc.Cfg), Disabled: acc.Cfg.Disabled, Token: a.b.TokenStatus(acc)}
+	if acc.Pool != nil {
+		st := acc.Pool.Stats()
+		s.Sessions.Open, s.Sessions.Busy, s.Sessions.Opened, s.Sessions.Cap = st.Open, st.Busy, st.Opened, acc.Pool.Cap()
+	}
+	s.InFlight = acc.Inflight()
+	s.Messages.Sent, s.Messages.Failed, s.Messages.Ambiguous = acc.Sent.Load(), acc.Failed.Load(), acc.Ambiguous.Load()
+	if lr, ok := acc.LastReply(); ok {
+		s.LastReply = &lr
+	}
+	return s
+}
+
+func (a *API) find(w http.ResponseWriter, r *http.Request) *account.Account {
+	name := r.PathValue("email")
+	acc := a.b.Registry().Find(name)
+	if acc == nil {
+		fail(w, http.StatusNotFound, "no account "+name)
+	}
+	return acc
+}
+
+func (a *API) getAccount(w http.ResponseWriter, r *http.Request) {
+	if acc := a.find(w, r); acc != nil {
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "account": a.statusOf(acc)})
+	}
+}
+
+// patchAccount sets any accounts.json field of one account, overrides
+// included; a null value removes the key.
+func (a *API) patchAccount(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("email")
+	var fields map[string]any
+	if !decode(w, r, &fields) {
+		return
+	}
+	if len(fields) == 0 {
+		fail(w, http.StatusBadRequest, "no fields to change")
+		return
+	}
+	err := a.edit(func(f *config.AccountsFile) error { return f.Set(f.Find(name), fields) })
+	switch {
+	case errors.Is(err, config.ErrNoAccount):
+		fail(w, http.StatusNotFound, "no account "+name)
+		return
+	case err != nil:
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	email := name
+	if e, ok := fields["email"].(string); ok {
+		email = e
+	}
+	acc := a.b.Registry().Find(email)
+	if acc == nil {
+		fail(w, http.StatusInternalServerError, "account saved but not loaded")
+		return
+	}
+	a.log.Info("admin: account changed", "account", acc.Cfg.ID, "fields", len(fields))
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "account": a.statusOf(acc)})
+}
+
+func (a *API) setDisabled(w http.ResponseWriter, r *http.Request, disabled bool) {
+	name := r.PathValue("email")
+	var v any // nil removes the key
+	if disabled {
+		v = true
+	}
+	err := a.edit(func(f *config.AccountsFile) error { return f.Set(f.Find(name), map[string]any{"disabled": v}) })
+	switch {
+	case errors.Is(err, config.ErrNoAccount):
+		fail(w, http.StatusNotFound, "no account "+name)
+	case err != nil:
+		fail(w, http.StatusBadRequest, err.Error())
+	default:
+		a.log.Info("admin: account enabled/disabled", "account", name, "disabled", disabled)
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "email": name, "disabled": disabled})
+	}
+}
+
+func (a *API) disableAccount(w http.ResponseWriter, r *http.Request) { a.setDisabled(w, r, true) }
+func (a *API) enableAccount(w http.ResponseWriter, r *http.Request)  { a.setDisabled(w, r, false) }
+
+func (a *API) refreshAccount(w http.ResponseWriter, r *http.Request) {
+	acc := a.find(w, r)
+	if acc == nil {
+		return
+	}
+	if err := a.b.RefreshToken(r.Context(), acc); err != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]any{"success": false, "error": err.Error(), "token": a.b.TokenStatus(acc)})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "token": a.b.TokenStatus(acc)})
+}
+
+func (a *API) reload(w http.ResponseWriter, _ *http.Request) {
+	a.writeMu.Lock()
+	err := a.b.Reload()
+	a.writeMu.Unlock()
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "total_accounts": len(a.b.Registry().All())})
+}
+
+func (a *API) status(w http.ResponseWriter, _ *http.Request) {
+	snap := a.b.Snapshot()
+	var enabled int
+	var inflight, open, busy int64
+	states := map[string]int{}
+	for _, acc := range a.b.Registry().All() {
+		if !acc.Cfg.Disabled {
+			enabled++
+		}
+		inflight += acc.Inflight()
+		if acc.Pool != nil {
+			st := acc.Pool.Stats()
+			open += st.Open
+			busy += st.Busy
+		}
+		states[a.b.TokenStatus(acc).State]++
+	}
+	now := a.o.Now()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"success": true, "version": a.o.Version, "started_at": a.started.UTC().Format(time.RFC3339),
+		"uptime_seconds": int64(now.Sub(a.started).Seconds()),
+		"config_path":    snap.ConfigPath, "accounts_path": snap.AccountsPath,
+		"total_accounts": len(a.b.Registry().All()), "enabled_accounts": enabled,
+		"messages_in_flight": inflight, "upstream_sessions_open": open, "upstream_sessions_busy": busy,
+		"tokens_by_state": states,
+	})
+}

@@ -1,0 +1,42 @@
+package admin
+
+import (
+	"context"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+)
+
+// Backend is what the admin API needs from the running proxy.
+type Backend interface {
+	// Snapshot is the configuration in force.
+	Snapshot() *config.Snapshot
+	// Registry is the live account set.
+	Registry() *account.Registry
+	// Reload re-reads the files and applies them; on error nothing changed.
+	Reload() error
+	// Ready reports that the listener is up and the configuration loaded.
+	Ready() bool
+	// VerifyCredentials performs a real token request for a candidate
+	// account (POST with "verify": true) without keeping anything.
+	VerifyCredentials(ctx context.Context, a *config.Account) error
+	// TokenStatus describes an account's token.
+	TokenStatus(a *account.Account) TokenStatus
+	// RefreshToken forces a token request for the account now (and clears
+	// a needs-consent hold).
+	RefreshToken(ctx context.Context, a *account.Account) error
+}
+
+// TokenStatus is an account's token state as shown by the API.
+type TokenStatus struct {
+	State       string    `json:"state"` // ok, refreshing, retrying, needs_consent, disabled, none
+	Expiry      time.Time `json:"expiry,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastRefresh time.Time `json:"last_refresh,omitzero"`
+	NextRefresh time.Time `json:"next_refresh,omitzero"`
+	Failures    int       `json:"failures,omitempty"`
+	// Final: the credential was definitively rejected (invalid_grant);
+	// DELETE /admin/accounts/invalid removes such accounts.
+	Final bool `json:"final,omitempty"`
+}

@@ -1,0 +1,253 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+)
+
+// AdminOptions configure the admin API.
+type AdminOptions struct {
+	// Listen is the admin address; "" means no admin API. The command
+	// line default is 127.0.0.1:9090 (loopback: COMPAT.md defect 3).
+	Listen string
+	// Token is the bearer token; empty refuses every /admin route.
+	Token secret.String
+	// Only runs the admin API without the SMTP listener (--admin-only).
+	Only bool
+	// MetricsPerAccount adds per-account series (cardinality: opt-in).
+	MetricsPerAccount bool
+	Version           string
+}
+
+// initMetrics makes the registry and the collectors shared by the parts.
+func (s *Service) initMetrics() {
+	s.metrics = prometheus.NewRegistry()
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.relayMetrics = relay.NewMetrics(s.metrics, s.opts.Admin.MetricsPerAccount)
+	tm := newTokenMetrics(s.metrics)
+	s.opts.HTTPClient = tm.wrap(s.opts.HTTPClient)
+	s.metrics.MustRegister(&poolCollector{s: s},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "smtp_connections_active", Help: "Open client connections.",
+		}, func() float64 {
+			if s.srv == nil {
+				return 0
+			}
+			return float64(s.srv.Open())
+		}))
+}
+
+// Metrics is the registry /metrics serves.
+func (s *Service) Metrics() *prometheus.Registry { return s.metrics }
+
+// listenAdmin opens the admin listener when one is configured.
+func (s *Service) listenAdmin() error {
+	o := s.opts.Admin
+	if o.Listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listen %s: %w", o.Listen, err)
+	}
+	s.adminLn = ln
+	return nil
+}
+
+// startAdmin serves the admin API when configured; the returned function
+// stops it and waits.
+func (s *Service) startAdmin() (func(), error) {
+	o := s.opts.Admin
+	if o.Only {
+		s.ready.Store(true)
+	}
+	if s.adminLn == nil {
+		return func() {}, nil
+	}
+	if o.Token.Empty() {
+		s.log.Warn("admin API has no token: /admin routes are refused; set --admin-token-file or XOAUTH2_PROXY_ADMIN_TOKEN")
+	}
+	ln := s.adminLn
+	api := admin.New(s, admin.Options{Token: o.Token, Version: o.Version, Logger: s.log, Gatherer: s.metrics})
+	hs := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin API stopped", "err", err)
+		}
+	}()
+	s.log.Info("admin API listening", "addr", ln.Addr().String())
+	return func() {
+		// Last, after the SMTP side: /readyz says "not ready" meanwhile.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}, nil
+}
+
+// AdminAddr is the admin API's address, or nil without one.
+func (s *Service) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// The admin.Backend implementation.
+
+// Registry implements admin.Backend.
+func (s *Service) Registry() *account.Registry { return s.Reg }
+
+// Ready implements admin.Backend.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// VerifyCredentials implements admin.Backend: one real token request.
+func (s *Service) VerifyCredentials(ctx context.Context, c *config.Account) error {
+	src, err := token.NewSource(token.Config{
+		Account: c.ID, TokenURL: c.TokenURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
+		RefreshToken: c.RefreshToken, Scope: c.Scope, HTTPClient: s.opts.HTTPClient,
+		Timeout: s.Snapshot().Global.Timeouts.OAuth2,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = src.Token(ctx)
+	return err
+}
+
+// TokenStatus implements admin.Backend.
+func (s *Service) TokenStatus(a *account.Account) admin.TokenStatus {
+	if a.Tokens == nil {
+		return admin.TokenStatus{State: "none"}
+	}
+	return tokenStatus(a.Tokens)
+}
+
+// RefreshToken implements admin.Backend.
+func (s *Service) RefreshToken(ctx context.Context, a *account.Account) error {
+	if a.Tokens == nil {
+		return errors.New("no token source (dry-run)")
+	}
+	tok, _ := a.Tokens.Cached()
+	_, err := a.Tokens.Refresh(ctx, tok.Access)
+	return err
+}
+
+// poolCollector reports upstream sessions over every account's pool.
+type poolCollector struct{ s *Service }
+
+var (
+	descSessionsOpen = prometheus.NewDesc("upstream_sessions_open", "Upstream sessions open (busy and idle), all accounts.", nil, nil)
+	descSessionsBusy = prometheus.NewDesc("upstream_sessions_busy", "Upstream sessions leased to a transaction, all accounts.", nil, nil)
+	descSessionsMade = prometheus.NewDesc("upstream_sessions_opened_total", "Upstream sessions opened (each one login), accounts of the current configuration.", nil, nil)
+	descAccounts     = prometheus.NewDesc("accounts", "Configured accounts by token state.", []string{"token_state"}, nil)
+)
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descSessionsOpen
+	ch <- descSessionsBusy
+	ch <- descSessionsMade
+	ch <- descAccounts
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.s.Reg == nil {
+		return
+	}
+	var open, busy, made int64
+	states := map[string]int{}
+	for _, a := range c.s.Reg.All() {
+		if a.Pool != nil {
+			st := a.Pool.Stats()
+			open, busy, made = open+st.Open, busy+st.Busy, made+st.Opened
+		}
+		states[c.s.TokenStatus(a).State]++
+	}
+	ch <- prometheus.MustNewConstMetric(descSessionsOpen, prometheus.GaugeValue, float64(open))
+	ch <- prometheus.MustNewConstMetric(descSessionsBusy, prometheus.GaugeValue, float64(busy))
+	ch <- prometheus.MustNewConstMetric(descSessionsMade, prometheus.CounterValue, float64(made))
+	for st, n := range states {
+		ch <- prometheus.MustNewConstMetric(descAccounts, prometheus.GaugeValue, float64(n), st)
+	}
+}
+
+// tokenMetrics observe every token endpoint request at the HTTP client.
+type tokenMetrics struct {
+	total    *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+func newTokenMetrics(reg prometheus.Registerer) *tokenMetrics {
+	m := &tokenMetrics{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "token_refresh_total", Help: "Token endpoint requests by result: success (2xx), rejected (4xx), error (5xx, network).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "token_refresh_duration_seconds", Help: "Token endpoint request latency.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+	}
+	reg.MustRegister(m.total, m.duration)
+	return m
+}
+
+func (m *tokenMetrics) wrap(c *http.Client) *http.Client {
+	cp := *c
+	base := cp.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	cp.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		start := time.Now()
+		resp, err := base.RoundTrip(r)
+		m.duration.Observe(time.Since(start).Seconds())
+		result := "error"
+		if err == nil {
+			switch resp.StatusCode / 100 {
+			case 2:
+				result = "success"
+			case 4:
+				result = "rejected"
+			}
+		}
+		m.total.WithLabelValues(result).Inc()
+		return resp, err
+	})
+	return &cp
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// tokenStatus maps a token source's state for the API. It knows only
+// what token.Source exposes today: the cached token and its expiry.
+func tokenStatus(src *token.Source) admin.TokenStatus {
+	if tok, ok := src.Cached(); ok {
+		return admin.TokenStatus{State: "ok", Expiry: tok.Expiry}
+	}
+	return admin.TokenStatus{State: "none"}
+}
