@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,9 @@ type Config struct {
 	IdleTimeout time.Duration // Sweep closes sessions idle longer than this; 0 = never
 	QuitTimeout time.Duration // bound on a polite QUIT; default 5s
 	Now         func() time.Time
+	// Logger gets one line per session closed, with the reason; callers
+	// add the account. Nil discards.
+	Logger *slog.Logger
 }
 
 // ErrBusy is returned by Lease when every session stayed busy until the
@@ -90,6 +94,9 @@ func New[S Session](cfg Config, dial func(ctx context.Context) (S, error)) *Pool
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	return &Pool[S]{cfg: cfg, dial: dial, slots: make(chan struct{}, cfg.Max)}
 }
 
@@ -130,7 +137,7 @@ func (p *Pool[S]) Lease(ctx context.Context, wait time.Duration) (*Lease[S], err
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		if p.expired(e, now) {
-			p.retire(e, true)
+			p.retire(e, true, "expired")
 			continue
 		}
 		p.busy.Add(1)
@@ -169,14 +176,14 @@ func (p *Pool[S]) Release(l *Lease[S]) {
 	now := p.cfg.Now()
 	e.lastUsed = now
 	if e.s.Broken() {
-		p.retire(e, false)
+		p.retire(e, false, "broken")
 		p.freeSlot()
 		return
 	}
 	p.mu.Lock()
 	if p.closed || p.expired(e, now) {
 		p.mu.Unlock()
-		p.retire(e, true)
+		p.retire(e, true, "retired")
 		p.freeSlot()
 		return
 	}
@@ -185,7 +192,7 @@ func (p *Pool[S]) Release(l *Lease[S]) {
 	if p.shrinkHeld < p.shrinkWant {
 		p.shrinkHeld++
 		p.mu.Unlock()
-		p.retire(e, true)
+		p.retire(e, true, "cap lowered")
 		return
 	}
 	p.idle = append(p.idle, e)
@@ -258,13 +265,15 @@ func (p *Pool[S]) Discard(l *Lease[S]) {
 	}
 	l.done = true
 	p.busy.Add(-1)
-	p.retire(l.e, false)
+	p.retire(l.e, false, "discarded")
 	p.freeSlot()
 }
 
 // retire closes a session; politely (QUIT in the background) when asked.
-func (p *Pool[S]) retire(e *entry[S], polite bool) {
+func (p *Pool[S]) retire(e *entry[S], polite bool, reason string) {
 	p.open.Add(-1)
+	p.cfg.Logger.Info("upstream session closed", "reason", reason, "messages", e.messages,
+		"age_s", int(p.cfg.Now().Sub(e.born).Seconds()))
 	if !polite || e.s.Broken() {
 		_ = e.s.Close()
 		return
@@ -297,7 +306,7 @@ func (p *Pool[S]) Sweep() {
 	p.idle = keep
 	p.mu.Unlock()
 	for _, e := range stale {
-		p.retire(e, true)
+		p.retire(e, true, "idle")
 	}
 }
 
@@ -314,7 +323,7 @@ func (p *Pool[S]) Close() {
 	p.timers = nil
 	p.mu.Unlock()
 	for _, e := range idle {
-		p.retire(e, true)
+		p.retire(e, true, "shutdown")
 	}
 	p.closers.Wait()
 }

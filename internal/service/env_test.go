@@ -31,6 +31,9 @@ type env struct {
 	addr  string
 	dir   string           // where config.json and accounts.json live
 	accts []map[string]any // the accounts as written
+	// stop shuts the proxy down gracefully (as SIGTERM does) and returns
+	// Run's result; tests may call it, Cleanup always does.
+	stop func() error
 }
 
 // writeAccounts rewrites accounts.json (for reload tests).
@@ -140,13 +143,18 @@ func newEnv(t *testing.T, o envOptions) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &env{fp: fp, svc: svc, addr: svc.Addr().String(), dir: dir, accts: accts}
+	return &env{fp: fp, svc: svc, addr: svc.Addr().String(), dir: dir, accts: accts, stop: stop}
 }
 
 func writeJSON(t *testing.T, path string, v any) {

@@ -259,6 +259,7 @@ func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
 		MaxMessages: c.Pool.MaxMessagesPerConnection,
 		MaxAge:      c.Pool.ConnectionMaxAge,
 		IdleTimeout: c.Pool.ConnectionIdleTimeout,
+		Logger:      s.log.With("account", c.ID),
 	}, dial)
 	return &account.Account{Cfg: c, Tokens: tokens, Pool: p}, nil
 }
