@@ -11,6 +11,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
 
@@ -385,6 +386,7 @@ type accountStatus struct {
 		Ambiguous int64 `json:"ambiguous"`
 	} `json:"messages"`
 	LastReply *account.LastReply `json:"last_upstream_reply,omitempty"`
+	Budgets   *quota.Status      `json:"budgets,omitempty"`
 }
 
 func (a *API) statusOf(acc *account.Account) accountStatus {
@@ -397,6 +399,9 @@ func (a *API) statusOf(acc *account.Account) accountStatus {
 	s.Messages.Sent, s.Messages.Failed, s.Messages.Ambiguous = acc.Sent.Load(), acc.Failed.Load(), acc.Ambiguous.Load()
 	if lr, ok := acc.LastReply(); ok {
 		s.LastReply = &lr
+	}
+	if b, ok := a.b.Budget(acc); ok {
+		s.Budgets = &b
 	}
 	return s
 }
@@ -520,4 +525,20 @@ func (a *API) status(w http.ResponseWriter, _ *http.Request) {
 		"messages_in_flight": inflight, "upstream_sessions_open": open, "upstream_sessions_busy": busy,
 		"tokens_by_state": states,
 	})
+}
+
+// budgets lists the accounts near (80%) or at a budget, or cooling down.
+func (a *API) budgets(w http.ResponseWriter, _ *http.Request) {
+	type row struct {
+		Email     string `json:"email"`
+		AccountID string `json:"account_id"`
+		quota.Status
+	}
+	rows := []row{}
+	for _, acc := range a.b.Registry().All() {
+		if st, ok := a.b.Budget(acc); ok && st.NearOrAtLimit {
+			rows = append(rows, row{Email: acc.Cfg.Email, AccountID: acc.Cfg.ID, Status: st})
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "count": len(rows), "accounts": rows})
 }

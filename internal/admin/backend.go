@@ -6,6 +6,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 )
 
 // Backend is what the admin API needs from the running proxy.
@@ -26,6 +27,9 @@ type Backend interface {
 	// RefreshToken forces a token request for the account now (and clears
 	// a needs-consent hold).
 	RefreshToken(ctx context.Context, a *account.Account) error
+	// Budget reports the account's budgets and cool-down; false when
+	// budgets are off (dry-run).
+	Budget(a *account.Account) (quota.Status, bool)
 }
 
 // TokenStatus is an account's token state as shown by the API.

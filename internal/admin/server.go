@@ -75,6 +75,7 @@ func New(b Backend, o Options) *API {
 	a.handle("POST /admin/accounts/{email}/enable", a.enableAccount)
 	a.handle("POST /admin/reload", a.reload)
 	a.handle("GET /admin/status", a.status)
+	a.handle("GET /admin/budgets", a.budgets)
 	return a
 }
 

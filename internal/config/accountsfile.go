@@ -376,3 +376,15 @@ func lockFile(path string) (func(), error) {
 func sortedKeys(m map[string]any) []string {
 	return slices.Sorted(maps.Keys(m))
 }
+
+// WriteFileAtomic replaces path with data durably (temp file, fsync,
+// rename, fsync of the directory; mode 0600) under the same lock as
+// EditAccounts. For state files the proxy owns.
+func WriteFileAtomic(path string, data []byte) error {
+	unlock, err := lockFile(path + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return writeValidated(path, data, nil)
+}

@@ -29,6 +29,10 @@ const outlookMaxSessions = 3
 // block in config.json overrides them key by key.
 func builtinProviders() map[string]Provider {
 	retry := Retry{MaxAttempts: 2, BackoffFactor: 2, MaxDelay: 30 * time.Second, Jitter: true}
+	cool := Cooldowns{DailyQuota: 24 * time.Hour, Rate: 2 * time.Minute, LoginRate: 5 * time.Minute}
+	// PROVIDERS.md: sending limits per account.
+	gmailBudget := RateLimiting{Enabled: true, MessagesPerDay: 2000, RecipientsPerDay: 10000, RecipientsPerMessage: 100, Cooldowns: cool}
+	outlookBudget := RateLimiting{Enabled: true, MessagesPerMinute: 30, RecipientsPerDay: 10000, RecipientsPerMessage: 500, Cooldowns: cool}
 	breaker := CircuitBreaker{Enabled: true, FailureThreshold: 5, RecoveryTimeout: 60 * time.Second}
 	pool := func(conns int) Pool {
 		return Pool{
@@ -42,17 +46,17 @@ func builtinProviders() map[string]Provider {
 		ProviderGmail: {
 			Name: ProviderGmail, SMTPAddr: "smtp.gmail.com:587", TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
 			TokenURL: GmailTokenURL, MaxConcurrentMessages: 200, Pool: pool(10),
-			Retry: retry, CircuitBreaker: breaker,
+			RateLimiting: gmailBudget, Retry: retry, CircuitBreaker: breaker,
 		},
 		ProviderOutlook: {
 			Name: ProviderOutlook, SMTPAddr: "smtp.office365.com:587", TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
 			TokenURL: OutlookTokenURL, MaxConcurrentMessages: 150, Pool: pool(outlookMaxSessions),
-			Retry: retry, CircuitBreaker: breaker,
+			RateLimiting: outlookBudget, Retry: retry, CircuitBreaker: breaker,
 		},
 		ProviderDefault: {
 			Name: ProviderDefault, TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
 			MaxConcurrentMessages: 100, Pool: pool(5),
-			Retry: retry, CircuitBreaker: breaker,
+			RateLimiting: RateLimiting{Enabled: true, Cooldowns: cool}, Retry: retry, CircuitBreaker: breaker,
 		},
 	}
 }
@@ -132,9 +136,20 @@ func parseRateLimiting(o *object, r *RateLimiting) {
 		return
 	}
 	o.boolean("enabled", &r.Enabled)
+	o.count("messages_per_minute", 0, &r.MessagesPerMinute)
 	o.count("messages_per_hour", 0, &r.MessagesPerHour)
+	o.count("messages_per_day", 0, &r.MessagesPerDay)
+	o.count("recipients_per_day", 0, &r.RecipientsPerDay)
+	o.count("recipients_per_message", 0, &r.RecipientsPerMessage)
 	o.count("messages_per_minute_per_connection", 0, &r.MessagesPerMinutePerConnection)
 	o.count("burst_size", 0, &r.BurstSize)
+	if c := o.child("cooldowns"); c != nil {
+		c.seconds("daily_quota_seconds", false, &r.Cooldowns.DailyQuota)
+		c.seconds("rate_seconds", false, &r.Cooldowns.Rate)
+		c.seconds("login_rate_seconds", false, &r.Cooldowns.LoginRate)
+		c.seconds("concurrency_seconds", false, &r.Cooldowns.Concurrency)
+		c.finish()
+	}
 	o.finish()
 }
 

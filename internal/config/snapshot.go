@@ -100,13 +100,35 @@ type Pool struct {
 	ConnectionIdleTimeout    time.Duration // QUIT idle sessions after this; default 30s
 }
 
-// RateLimiting is a "rate_limiting" block; parsed and kept for the budgets
-// issue, not enforced yet. Built-in: disabled, all zero.
+// RateLimiting is a "rate_limiting" block: an account's sending budgets
+// over rolling windows (0 = no limit) and the cool-downs learned from the
+// provider's replies. Built-in (PROVIDERS.md): gmail 2,000 messages and
+// 10,000 recipients per 24 h, 100 recipients per message; outlook 30
+// messages per minute, 10,000 recipients per 24 h, 500 per message;
+// "default" none. "enabled": false switches an account's budgets off.
 type RateLimiting struct {
-	Enabled                        bool
-	MessagesPerHour                int
+	Enabled              bool
+	MessagesPerMinute    int // "messages_per_minute"
+	MessagesPerHour      int // "messages_per_hour"; an account's "max_messages_per_hour" overrides it
+	MessagesPerDay       int // "messages_per_day"
+	RecipientsPerDay     int // "recipients_per_day"
+	RecipientsPerMessage int // "recipients_per_message": surplus RCPTs get 452 4.5.3
+	// MessagesPerMinutePerConnection is the old per-connection rate. With
+	// pooled sessions it means MessagesPerMinutePerConnection ×
+	// max_connections_per_account per minute for the account, when
+	// messages_per_minute is not set.
 	MessagesPerMinutePerConnection int
-	BurstSize                      int
+	BurstSize                      int // old key; accepted. Rolling windows already allow bursts up to the limit
+	Cooldowns                      Cooldowns
+}
+
+// Cooldowns is "rate_limiting.cooldowns": how long an account stops
+// sending after the provider said it is exhausted or throttled.
+type Cooldowns struct {
+	DailyQuota  time.Duration // "daily_quota_seconds": Gmail 550 5.4.5, Microsoft 554 5.2.0 quota; default 24h
+	Rate        time.Duration // "rate_seconds": 421 4.7.0 / 450 4.2.1 rate replies; default 2m
+	LoginRate   time.Duration // "login_rate_seconds": 454 4.7.0 too many logins; default 5m
+	Concurrency time.Duration // "concurrency_seconds": 432 4.3.2; default 0 (the session cap shrinks instead)
 }
 
 // Retry is a "retry" block. Built-in: 2 attempts, factor 2, 30s, jitter.

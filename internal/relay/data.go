@@ -63,7 +63,10 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 	}
 	if err == nil && cr.err == nil {
 		t.r.m.upstreamReplies.WithLabelValues("end", classOf(rp.Code)).Inc()
+		rp = t.r.learn(t.a, rp)
+		t.final = &rp
 	}
+	t.ticket.Done(rp.Positive())
 	t.r.m.messageSize.Observe(float64(cr.n))
 	t.r.m.relayedBytes.Add(float64(cr.n))
 	return rp
@@ -73,6 +76,7 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 // RSET when the transaction was left half-way), or is discarded when broken.
 func (t *txn) Close() {
 	defer t.a.Done()
+	defer t.ticket.Done(false) // no-op after Data's Done
 	defer t.r.m.concurrent.Dec()
 	t.logOutcome()
 	if t.lease == nil {

@@ -22,6 +22,8 @@ type Metrics struct {
 	acquireWait      prometheus.Histogram
 	errors           *prometheus.CounterVec // error_type
 	retried          prometheus.Counter
+	budgetRefusals   *prometheus.CounterVec // reason
+	cooldowns        *prometheus.CounterVec // kind
 	perAccount       *prometheus.CounterVec // account, result; nil unless enabled
 }
 
@@ -71,13 +73,19 @@ func NewMetrics(reg prometheus.Registerer, perAccount bool) *Metrics {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "errors_total", Help: "Failures by error_type: token, token_final, busy, concurrency_refused, source_ip, upstream_auth, connect, timeout, upstream_lost.",
 		}, []string{"error_type"}),
+		budgetRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "budget_refusals_total", Help: "MAIL/RCPT refused for a budget, by reason: per-minute message budget, hourly message budget, daily message budget, daily recipient budget, recipients per message, cooling_down.",
+		}, []string{"reason"}),
+		cooldowns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "account_cooldowns_total", Help: "Cool-downs started from provider replies, by kind: daily quota exhausted, rate limited, too many logins, too many concurrent sessions.",
+		}, []string{"kind"}),
 		retried: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "upstream_stale_session_retries_total", Help: "Transactions moved to a fresh session because a pooled one was dead before anything was sent.",
 		}),
 	}
 	cs := []prometheus.Collector{m.authAttempts, m.authDuration, m.messages, m.messageDuration, m.messageSize,
 		m.relayedBytes, m.concurrent, m.limitExceeded, m.upstreamReplies, m.upstreamAuth, m.upstreamAuthTime,
-		m.acquireWait, m.errors, m.retried}
+		m.acquireWait, m.errors, m.retried, m.budgetRefusals, m.cooldowns}
 	if perAccount {
 		m.perAccount = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "messages_by_account_total", Help: "Messages by account and outcome (opt-in: one series per account).",

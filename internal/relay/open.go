@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
@@ -136,8 +136,9 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 	var ue *upstream.Error
 	errType := "connect"
 	defer func() { r.m.errors.WithLabelValues(errType).Inc() }()
-	if concurrencyRefusal(err) {
+	if rp, kind := sessionRefusal(err); rp != nil {
 		errType = "concurrency_refused"
+		r.coolDown(a, kind, *rp)
 		// PROVIDERS.md: 421 4.3.0 / 454 4.7.0 (Gmail), 432 4.3.2
 		// (Microsoft) mean "too many sessions": hold back instead of
 		// hammering the account.
@@ -189,10 +190,10 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 
 func isAddrNotAvail(err error) bool { return errors.Is(err, syscall.EADDRNOTAVAIL) }
 
-// concurrencyRefusal reports a session refused because the account has
-// too many sessions or logins: 421 at greeting or AUTH, Microsoft's 432,
-// Gmail's 454 4.7.0 "Too many login attempts".
-func concurrencyRefusal(err error) bool {
+// sessionRefusal returns the provider's reply when a session was refused
+// for too many sessions or logins (provider.Concurrency, LoginRate, or any
+// 421 at greeting or AUTH), else nil.
+func sessionRefusal(err error) (*reply.Reply, provider.Kind) {
 	var rp *reply.Reply
 	var ae *upstream.AuthError
 	var ue *upstream.Error
@@ -202,13 +203,13 @@ func concurrencyRefusal(err error) bool {
 	case errors.As(err, &ue) && ue.Reply != nil:
 		rp = ue.Reply
 	default:
-		return false
+		return nil, provider.Normal
 	}
-	switch rp.Code {
-	case 421, 432:
-		return true
-	case 454:
-		return rp.Enhanced == "4.7.0" && !strings.Contains(strings.ToLower(rp.Text()), "temporary authentication failure")
+	switch k := provider.Classify(*rp).Kind; {
+	case k == provider.Concurrency || k == provider.LoginRate:
+		return rp, k
+	case rp.Code == 421:
+		return rp, provider.Concurrency
 	}
-	return false
+	return nil, provider.Normal
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
@@ -26,7 +27,9 @@ type Options struct {
 	ShrinkFor time.Duration
 	// Metrics receive the relay's counters; nil means unregistered ones.
 	Metrics *Metrics
-	Logger  *slog.Logger
+	// Budget keeps the accounts' sending budgets; nil: no budgets.
+	Budget quota.Budget
+	Logger *slog.Logger
 }
 
 // Counters are the relay's outcome counts.
@@ -94,12 +97,17 @@ func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) 
 		// client authenticated: it must log in again to see the new set.
 		return nil, reply.New(451, "4.7.1", s.a.Cfg.Email+": account removed or disabled, authenticate again")
 	}
+	tk, rp := s.r.admitBudget(s.a)
+	if rp != nil {
+		return nil, *rp
+	}
 	if !s.a.Acquire() {
+		tk.Done(false)
 		s.r.m.limitExceeded.Inc()
 		return nil, reply.New(451, "4.7.0", s.a.Cfg.Email+": too many messages in flight for this account, try again later")
 	}
 	s.r.m.concurrent.Inc()
-	return &txn{r: s.r, a: s.a, c: c, start: time.Now()}, nil
+	return &txn{r: s.r, a: s.a, c: c, start: time.Now(), ticket: tk}, nil
 }
 
 // txn is one mail transaction.
@@ -109,6 +117,9 @@ type txn struct {
 	c     *smtpd.ConnInfo
 	start time.Time
 	lease *pool.Lease[*upstream.Client]
+	// ticket is the budget reservation; nil when budgets are off.
+	ticket   *quota.Ticket
+	reserved []bool // per command of the current batch: a recipient reservation was made
 
 	from      string
 	rcpts     int
@@ -171,12 +182,15 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 			continue
 		}
 		if j < len(replies) {
-			out[i] = replies[j]
-			t.r.m.upstreamReplies.WithLabelValues(stageOf(c.Verb), classOf(out[i].Code)).Inc()
+			out[i] = t.r.learn(t.a, replies[j])
+			t.r.m.upstreamReplies.WithLabelValues(stageOf(c.Verb), classOf(replies[j].Code)).Inc()
 		} else {
 			out[i] = errLost
 		}
 		j++
+		if t.reserved[i] && !out[i].Positive() {
+			t.ticket.RcptRefused()
+		}
 		switch c.Verb {
 		case smtpd.VerbMail:
 			t.from = c.Addr
@@ -221,6 +235,7 @@ func (t *txn) open(ctx context.Context) *reply.Reply {
 // locally (local[i] true).
 func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply.Reply) ([]upstream.Cmd, []bool) {
 	local := make([]bool, len(cmds))
+	t.reserved = make([]bool, len(cmds))
 	t.cmdBuf = t.cmdBuf[:0]
 	for i, c := range cmds {
 		switch c.Verb {
@@ -255,6 +270,11 @@ func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply
 				t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "MAIL", Arg: b.String()})
 			}
 		case smtpd.VerbRcpt:
+			if rp := t.rcptBudget(); rp != nil {
+				out[i], local[i] = *rp, true
+				continue
+			}
+			t.reserved[i] = t.ticket != nil
 			t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "RCPT", Arg: "TO:<" + c.Addr + ">"})
 		case smtpd.VerbData:
 			t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "DATA"})

@@ -14,6 +14,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
@@ -154,6 +155,14 @@ func (s *Service) RefreshToken(ctx context.Context, a *account.Account) error {
 	tok, _ := a.Tokens.Cached()
 	_, err := a.Tokens.Refresh(ctx, tok.Access)
 	return err
+}
+
+// Budget implements admin.Backend.
+func (s *Service) Budget(a *account.Account) (quota.Status, bool) {
+	if s.budgets == nil {
+		return quota.Status{}, false
+	}
+	return s.budgets.Status(a.Cfg.ID, quota.LimitsFor(a.Cfg)), true
 }
 
 // poolCollector reports upstream sessions over every account's pool.

@@ -21,8 +21,10 @@ const adminToken = "admin-t0ken-for-tests"
 
 func newAdminEnv(t *testing.T) *env {
 	t.Helper()
-	return newEnv(t, envOptions{admin: service.AdminOptions{Listen: "127.0.0.1:0", Token: secret.New(adminToken), Version: "test"}})
+	return newEnv(t, envOptions{admin: service.AdminOptions{Listen: "127.0.0.1:0", Token: newAdminEnvToken(), Version: "test"}})
 }
+
+func newAdminEnvToken() secret.String { return secret.New(adminToken) }
 
 // call makes an admin request and decodes the JSON answer.
 func (e *env) call(t *testing.T, method, path, token string, body any) (int, map[string]any, string) {

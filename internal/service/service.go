@@ -20,6 +20,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
@@ -48,6 +49,9 @@ type Options struct {
 	UpstreamTLS *tls.Config
 	// Admin configures the admin API and metrics (admin.go).
 	Admin AdminOptions
+	// BudgetDir holds budgets.json (budgets.go); "" means the directory
+	// of accounts.json.
+	BudgetDir string
 }
 
 // Service is a running proxy.
@@ -66,6 +70,7 @@ type Service struct {
 	metrics  *prometheus.Registry
 	// relayMetrics are shared by the relay and every account's dialer.
 	relayMetrics *relay.Metrics
+	budgets      *quota.Book  // nil in dry-run
 	snapMu       sync.RWMutex // guards Snap after New
 	// localIPs are this host's addresses, for validate_source_ip; nil
 	// when validation is off.
@@ -160,8 +165,10 @@ func New(opts Options) (*Service, error) {
 		log.Warn("dry-run: messages are accepted and discarded; no provider is contacted")
 		backend = relay.NewDryRun(s.Reg, log)
 	} else {
+		s.openBudgets() // budgets.go
 		s.Relay = relay.New(s.Reg, relay.Options{
 			Metrics:        s.relayMetrics,
+			Budget:         s.budgets,
 			AcquireTimeout: snap.Global.Timeouts.ConnectionAcquire,
 			Logger:         log,
 		})
@@ -300,10 +307,15 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
+		lastFlush := time.Now()
 		for {
 			select {
 			case <-t.C:
 				s.Reg.Sweep()
+				if time.Since(lastFlush) >= budgetFlushEvery {
+					s.saveBudgets()
+					lastFlush = time.Now()
+				}
 			case <-sweepDone:
 				return
 			}
@@ -319,6 +331,7 @@ func (s *Service) Run(ctx context.Context) error {
 	close(sweepDone)
 	wg.Wait()
 	s.Reg.Close()
+	s.saveBudgets()
 	if errors.Is(serveErr, smtpd.ErrServerClosed) {
 		serveErr = nil
 	}

@@ -1,0 +1,34 @@
+package provider_test
+
+import (
+	"testing"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
+)
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		r    reply.Reply
+		want provider.Kind
+	}{
+		{"gmail daily", reply.New(550, "5.4.5", "Daily user sending limit exceeded. For more information..."), provider.DailyQuota},
+		{"microsoft quota", reply.New(554, "5.2.0", "STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message"), provider.DailyQuota},
+		{"microsoft other 5.2.0", reply.New(554, "5.2.0", "STOREDRV.Submission.Exception:SomethingElse"), provider.Normal},
+		{"send as denied stays permanent", reply.New(554, "5.2.252", "SendAsDenied; sender@example.com not allowed to send as x"), provider.Normal},
+		{"microsoft concurrency", reply.New(432, "4.3.2", "STOREDRV.ClientSubmit; sender thread limit exceeded"), provider.Concurrency},
+		{"gmail logins", reply.New(454, "4.7.0", "Too many login attempts, please try again later."), provider.LoginRate},
+		{"gmail parallel", reply.New(421, "4.3.0", "Temporary System Problem.  Try again later"), provider.Concurrency},
+		{"rate 421", reply.New(421, "4.7.0", "Try again later, closing connection. (EHLO) unusual rate"), provider.Rate},
+		{"rate 450", reply.New(450, "4.2.1", "The user you are trying to contact is receiving mail too quickly"), provider.Rate},
+		{"unknown user", reply.New(550, "5.1.1", "The email account that you tried to reach does not exist."), provider.Normal},
+		{"ok", reply.New(250, "2.0.0", "OK"), provider.Normal},
+	}
+	for _, tc := range tests {
+		if got := provider.Classify(tc.r).Kind; got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

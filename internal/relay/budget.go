@@ -1,0 +1,96 @@
+package relay
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
+)
+
+// Budgets refuse early and precisely: the client hears "no budget" at MAIL
+// or RCPT, never after it sent the body, and always as a 4xx so that the
+// sender keeps the mail queued (issue "Sending budgets").
+
+// admitBudget reserves one message of a's budgets; nil ticket and nil
+// reply when budgets are off.
+func (r *Relay) admitBudget(a *account.Account) (*quota.Ticket, *reply.Reply) {
+	if r.opts.Budget == nil {
+		return nil, nil
+	}
+	tk, d := r.opts.Budget.Admit(a.Cfg.ID, quota.LimitsFor(a.Cfg))
+	if d == nil {
+		return tk, nil
+	}
+	rp := r.denial(a, d)
+	return nil, &rp
+}
+
+func (r *Relay) denial(a *account.Account, d *quota.Denial) reply.Reply {
+	if d.Cooldown() {
+		r.m.budgetRefusals.WithLabelValues("cooling_down").Inc()
+		return reply.New(451, "4.7.0", a.Cfg.Email+": cooling down until "+d.Until.UTC().Format(time.RFC3339)+
+			" after the provider said: "+d.Cause)
+	}
+	r.m.budgetRefusals.WithLabelValues(d.Limit).Inc()
+	return reply.New(451, "4.7.0", a.Cfg.Email+": "+d.Limit+" exhausted, resets in "+quota.Human(d.ResetIn))
+}
+
+// rcptBudget reserves one recipient; a reply means refuse it locally.
+func (t *txn) rcptBudget() *reply.Reply {
+	if t.ticket == nil {
+		return nil
+	}
+	tooMany, d := t.ticket.Rcpt()
+	switch {
+	case tooMany:
+		t.r.m.budgetRefusals.WithLabelValues("recipients per message").Inc()
+		rp := reply.New(452, "4.5.3", "Too many recipients for "+t.a.Cfg.Email+" (at most "+
+			strconv.Itoa(quota.LimitsFor(t.a.Cfg).RecipientsPerMessage)+" per message)")
+		return &rp
+	case d != nil:
+		rp := t.r.denial(t.a, d)
+		return &rp
+	}
+	return nil
+}
+
+// learn acts on what an upstream reply says about the account (cool-down)
+// and returns the reply the client gets: a 5xx that clears by itself (a
+// daily quota) becomes 451 4.7.0 with the provider's text, so that the
+// sender retries instead of bouncing.
+func (r *Relay) learn(a *account.Account, rp reply.Reply) reply.Reply {
+	v := provider.Classify(rp)
+	if v.Kind == provider.Normal {
+		return rp
+	}
+	r.coolDown(a, v.Kind, rp)
+	if v.Temporary && rp.Permanent() {
+		return reply.New(451, "4.7.0", a.Cfg.Email+": provider says: "+rp.String())
+	}
+	return rp
+}
+
+// coolDown starts the account's cool-down for kind, if one is configured.
+func (r *Relay) coolDown(a *account.Account, kind provider.Kind, rp reply.Reply) {
+	c := a.Cfg.RateLimiting.Cooldowns
+	var d time.Duration
+	switch kind {
+	case provider.DailyQuota:
+		d = c.DailyQuota
+	case provider.Rate:
+		d = c.Rate
+	case provider.LoginRate:
+		d = c.LoginRate
+	case provider.Concurrency:
+		d = c.Concurrency
+	}
+	if r.opts.Budget == nil || d <= 0 || !a.Cfg.RateLimiting.Enabled {
+		return
+	}
+	r.opts.Budget.CoolDown(a.Cfg.ID, rp.String(), d)
+	r.m.cooldowns.WithLabelValues(kind.String()).Inc()
+	r.log.Warn("account cooling down", "account", a.Cfg.ID, "cause", kind.String(), "for", d, "upstream_reply", rp.String())
+}
