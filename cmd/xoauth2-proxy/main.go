@@ -31,6 +31,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/demo"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
 )
 
@@ -76,17 +77,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // common holds the flags the old tool had (COMPAT.md).
 type common struct {
-	config, accounts string
-	host             string
-	port             int
-	adminHost        string
-	adminPort        int
-	globalConc       int
-	dryRun           bool
-	adminOnly        bool
-	logLevel         string
-	logFormat        string
-	explicitConfig   bool
+	config, accounts  string
+	host              string
+	port              int
+	adminHost         string
+	adminPort         int
+	globalConc        int
+	dryRun            bool
+	adminOnly         bool
+	adminTokenFile    string
+	metricsPerAccount bool
+	logLevel          string
+	logFormat         string
+	explicitConfig    bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -94,11 +97,13 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.accounts, "accounts", "accounts.json", "accounts file")
 	fs.StringVar(&c.host, "host", "127.0.0.1", "SMTP listen address")
 	fs.IntVar(&c.port, "port", 2525, "SMTP listen port")
-	fs.StringVar(&c.adminHost, "admin-host", "127.0.0.1", "admin API listen address (not yet served)")
-	fs.IntVar(&c.adminPort, "admin-port", 9090, "admin API port (not yet served)")
+	fs.StringVar(&c.adminHost, "admin-host", "127.0.0.1", "admin API listen address (\"\" disables the admin API)")
+	fs.IntVar(&c.adminPort, "admin-port", 9090, "admin API port (0: any free port)")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (or set XOAUTH2_PROXY_ADMIN_TOKEN)")
+	fs.BoolVar(&c.metricsPerAccount, "metrics-per-account", false, "add per-account metric series (one per account: mind your Prometheus)")
 	fs.IntVar(&c.globalConc, "global-concurrency", 0, "maximum client connections (overrides global_concurrency_limit)")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "accept and discard messages; never contact a provider")
-	fs.BoolVar(&c.adminOnly, "admin-only", false, "run only the admin API (not yet available)")
+	fs.BoolVar(&c.adminOnly, "admin-only", false, "run only the admin API, without the SMTP listener")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 }
@@ -130,6 +135,23 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", c.logFormat)
 }
 
+// adminToken reads the admin bearer token from --admin-token-file or
+// XOAUTH2_PROXY_ADMIN_TOKEN; none leaves the /admin routes refused.
+func (c *common) adminToken() (secret.String, error) {
+	if c.adminTokenFile != "" {
+		b, err := os.ReadFile(c.adminTokenFile)
+		if err != nil {
+			return secret.String{}, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return secret.String{}, fmt.Errorf("--admin-token-file %s is empty", c.adminTokenFile)
+		}
+		return secret.New(tok), nil
+	}
+	return secret.New(strings.TrimSpace(os.Getenv("XOAUTH2_PROXY_ADMIN_TOKEN"))), nil
+}
+
 func (c *common) loadOptions() config.LoadOptions {
 	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig}
 }
@@ -142,12 +164,17 @@ func serve(args []string, stderr io.Writer) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if c.adminOnly {
-		return errors.New("--admin-only: the admin API is not implemented yet")
-	}
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err
+	}
+	adminToken, err := c.adminToken()
+	if err != nil {
+		return err
+	}
+	adminListen := ""
+	if c.adminHost != "" {
+		adminListen = net.JoinHostPort(c.adminHost, strconv.Itoa(c.adminPort))
 	}
 	svc, err := service.New(service.Options{
 		Load:              c.loadOptions(),
@@ -155,12 +182,30 @@ func serve(args []string, stderr io.Writer) error {
 		GlobalConcurrency: c.globalConc,
 		DryRun:            c.dryRun,
 		Logger:            log,
+		Admin: service.AdminOptions{
+			Listen: adminListen, Token: adminToken, Only: c.adminOnly,
+			MetricsPerAccount: c.metricsPerAccount, Version: version,
+		},
 	})
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: reloading configuration")
+				_ = svc.Reload() // logs its outcome; a failure keeps the running config
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	go func() {
 		// A second signal exits at once.
 		<-ctx.Done()
