@@ -189,8 +189,12 @@ type Challenge struct {
 }
 
 // TokenRejected reports whether the status means the token itself was bad
-// or expired (400/401), so refreshing it and trying once more can help.
-func (c Challenge) TokenRejected() bool { return c.Status == "400" || c.Status == "401" }
+// or expired, so refreshing it and trying once more can help: Gmail's
+// XOAUTH2 says "400"/"401"; OAUTHBEARER servers use the RFC 6750 error
+// code "invalid_token" (RFC 7628 §3.2.2; Dovecot does).
+func (c Challenge) TokenRejected() bool {
+	return c.Status == "400" || c.Status == "401" || c.Status == "invalid_token"
+}
 
 // DecodeChallenge parses the text of a 334 failure challenge.
 func DecodeChallenge(text string) (Challenge, error) {

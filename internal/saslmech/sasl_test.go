@@ -87,4 +87,12 @@ func TestChallenge(t *testing.T) {
 	if err != nil || !c2.TokenRejected() {
 		t.Fatalf("%+v %v", c2, err)
 	}
+	// RFC 7628 §3.2.2 (OAUTHBEARER, Dovecot): the RFC 6750 error code.
+	c3, err := saslmech.DecodeChallenge(base64.StdEncoding.EncodeToString([]byte(`{"status":"invalid_token","schemes":"bearer","scope":"mail"}`)))
+	if err != nil || !c3.TokenRejected() {
+		t.Fatalf("invalid_token: %+v %v", c3, err)
+	}
+	if c4 := (saslmech.Challenge{Status: "insufficient_scope"}); c4.TokenRejected() {
+		t.Fatal("insufficient_scope taken for a rejected token: refreshing cannot fix a scope")
+	}
 }
