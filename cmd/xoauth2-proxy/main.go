@@ -6,8 +6,12 @@
 //
 //	xoauth2-proxy [serve] [flags]      serve (the default, like the old tool)
 //	xoauth2-proxy demo [flags]         embedded demo against a built-in fake provider
+//	xoauth2-proxy bench [flags]        measure the proxy against direct delivery (README "Benchmark")
 //	xoauth2-proxy check-config [flags] validate config.json and accounts.json
 //	xoauth2-proxy hash-password        read a password, print a bcrypt hash for smtp_password
+//	xoauth2-proxy accounts list|add|remove|import  manage accounts (files, or a running proxy with --admin-url)
+//	xoauth2-proxy token EMAIL          fetch a token for the account now; print its expiry and state
+//	xoauth2-proxy send --account EMAIL --to ADDR   one test message through the account's upstream
 //	xoauth2-proxy version
 package main
 
@@ -29,6 +33,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/bench"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/demo"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
@@ -53,16 +58,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = serve(args, stderr)
 	case "demo":
 		err = runDemo(args, stdout, stderr)
+	case "bench":
+		err = runBench(args, stdout, stderr)
 	case "check-config":
 		err = checkConfig(args, stdout, stderr)
 	case "hash-password":
 		err = hashPassword(stdin, stdout, stderr)
+	case "accounts":
+		err = runAccounts(args, stdin, stdout, stderr)
+	case "token":
+		err = runToken(args, stdout, stderr)
+	case "send":
+		err = runSend(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "xoauth2-proxy", version)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: xoauth2-proxy [serve|demo|check-config|hash-password|version] [flags]")
+		fmt.Fprintln(stdout, "usage: xoauth2-proxy [serve|demo|bench|check-config|hash-password|accounts|token|send|version] [flags]")
 	default:
-		fmt.Fprintf(stderr, "xoauth2-proxy: unknown command %q (try: serve, demo, check-config, hash-password, version)\n", cmd)
+		fmt.Fprintf(stderr, "xoauth2-proxy: unknown command %q (try: serve, demo, bench, check-config, hash-password, accounts, token, send, version)\n", cmd)
 		return 2
 	}
 	if errors.Is(err, flag.ErrHelp) {
@@ -78,8 +91,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // common holds the flags the old tool had (COMPAT.md).
 type common struct {
 	config, accounts  string
+	stateDir          string
 	host              string
 	port              int
+	tlsPort           int
 	adminHost         string
 	adminPort         int
 	globalConc        int
@@ -95,8 +110,10 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", "config.json", "global configuration file (or, as the old tool allowed, an accounts file)")
 	fs.StringVar(&c.accounts, "accounts", "accounts.json", "accounts file")
+	fs.StringVar(&c.stateDir, "state-dir", "", "directory for token-state.json and budgets.json (default: global.oauth2.state_dir, else the accounts file's directory)")
 	fs.StringVar(&c.host, "host", "127.0.0.1", "SMTP listen address")
 	fs.IntVar(&c.port, "port", 2525, "SMTP listen port")
+	fs.IntVar(&c.tlsPort, "tls-port", 0, "implicit TLS (SMTPS) port on --host; 0: global.smtp.tls_port, if set")
 	fs.StringVar(&c.adminHost, "admin-host", "127.0.0.1", "admin API listen address (\"\" disables the admin API)")
 	fs.IntVar(&c.adminPort, "admin-port", 9090, "admin API port (0: any free port)")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (or set XOAUTH2_PROXY_ADMIN_TOKEN)")
@@ -153,7 +170,7 @@ func (c *common) adminToken() (secret.String, error) {
 }
 
 func (c *common) loadOptions() config.LoadOptions {
-	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig}
+	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig, StateDir: c.stateDir}
 }
 
 func serve(args []string, stderr io.Writer) error {
@@ -179,6 +196,7 @@ func serve(args []string, stderr io.Writer) error {
 	svc, err := service.New(service.Options{
 		Load:              c.loadOptions(),
 		Listen:            net.JoinHostPort(c.host, strconv.Itoa(c.port)),
+		TLSPort:           c.tlsPort,
 		GlobalConcurrency: c.globalConc,
 		DryRun:            c.dryRun,
 		Logger:            log,
@@ -200,7 +218,8 @@ func serve(args []string, stderr io.Writer) error {
 			select {
 			case <-hup:
 				log.Info("SIGHUP: reloading configuration")
-				_ = svc.Reload() // logs its outcome; a failure keeps the running config
+				_ = svc.Reload()    // logs its outcome; a failure keeps the running config
+				_ = svc.ReloadTLS() // the listener certificate, without dropping connections
 			case <-ctx.Done():
 				return
 			}
@@ -241,6 +260,48 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	return demo.Run(ctx, o)
+}
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o bench.Options
+	var mode string
+	var pipelining, asJSON bool
+	fs.IntVar(&o.Accounts, "accounts", bench.DefaultAccounts, "accounts to generate")
+	fs.IntVar(&o.Connections, "connections", bench.DefaultConnections, "load-client connections")
+	fs.IntVar(&o.MessageBytes, "size", bench.DefaultMessageBytes, "message size in bytes")
+	fs.IntVar(&o.Rcpts, "rcpts", 1, "recipients per message")
+	fs.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "how long each mode sends (0: until --messages)")
+	fs.IntVar(&o.Messages, "messages", 0, "at most this many messages per mode (0: no cap)")
+	fs.BoolVar(&o.TLS, "tls", false, "upstream STARTTLS")
+	fs.IntVar(&o.Cap, "cap", 0, "max_connections_per_account (0: the provider default, 10 for gmail)")
+	fs.DurationVar(&o.Latency, "latency", 0, "one-way delay injected on the link to the provider, e.g. 20ms")
+	fs.BoolVar(&pipelining, "pipelining", true, "the load client pipelines MAIL/RCPT/DATA")
+	fs.StringVar(&mode, "mode", string(bench.ModeBoth), "proxy, direct or both")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&o.NoRelay, "no-relay", false, "without --latency: no relay hop to the provider (round trips are then not counted)")
+	fs.StringVar(&o.ProxyLogLevel, "proxy-log-level", "info", "the proxy's --log-level (its log goes to a temporary file)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	o.Mode, o.NoPipelining, o.Progress = bench.Mode(mode), !pipelining, stderr
+	if o.Duration == 0 && o.Messages == 0 {
+		return errors.New("bench: --duration 0 needs --messages")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return rep.WriteJSON(stdout)
+	}
+	return rep.WriteText(stdout)
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) error {

@@ -61,6 +61,7 @@ func parseAccounts(d *diag, file string, doc any, provs map[string]Provider) []*
 		return nil
 	}
 	accounts := make([]*Account, 0, len(list))
+	keys := newKeyCache(file)
 	byID := map[string]where{}
 	byEmail := map[string]where{}
 	for i, rec := range list {
@@ -72,7 +73,7 @@ func parseAccounts(d *diag, file string, doc any, provs map[string]Provider) []*
 		if o == nil {
 			continue
 		}
-		a := parseAccount(o, provs)
+		a := parseAccount(o, provs, keys)
 		o.finish()
 		if a.ID != "" {
 			if prev, dup := byID[a.ID]; dup {
@@ -109,12 +110,13 @@ func idOf(v any) string {
 }
 
 // parseAccount reads one record. Absent keys take the value of the
-// account's provider block.
-func parseAccount(o *object, provs map[string]Provider) *Account {
+// account's provider block. keys parses each key file once.
+func parseAccount(o *object, provs map[string]Provider, keys *keyCache) *Account {
 	a := &Account{}
 	parseIdentity(o, a)
 	p := provs[blockName(a.Provider)]
-	parseUpstream(o, a, p)
+	explicitURL := parseUpstream(o, a, p)
+	parseCredentials(o, a, keys, explicitURL)
 	parseLimits(o, a, p)
 	o.boolean("disabled", &a.Disabled)
 	return a
@@ -139,30 +141,38 @@ func parseIdentity(o *object, a *Account) {
 	required(o, "provider", a.Provider)
 	a.Provider = strings.ToLower(a.Provider)
 
+	parseAuthType(o, a)
 	o.str("client_id", &a.ClientID)
-	required(o, "client_id", a.ClientID)
+	if a.AuthType != AuthGoogleServiceAccount {
+		required(o, "client_id", a.ClientID)
+	}
 	var clientSecret, refreshToken string
 	o.str("client_secret", &clientSecret)
-	a.ClientSecret = secret.New(clientSecret)
-	if a.Provider == ProviderGmail {
-		// Google's token endpoint refuses a refresh without the secret;
-		// Microsoft public clients have none.
-		required(o, "client_secret", clientSecret)
+	if a.AuthType != AuthGoogleServiceAccount {
+		a.ClientSecret = secret.New(clientSecret)
 	}
-	o.str("refresh_token", &refreshToken)
-	a.RefreshToken = secret.New(refreshToken)
-	required(o, "refresh_token", refreshToken)
+	if a.AuthType == AuthRefreshToken {
+		if a.Provider == ProviderGmail {
+			// Google's token endpoint refuses a refresh without the
+			// secret; Microsoft public clients have none.
+			required(o, "client_secret", clientSecret)
+		}
+		o.str("refresh_token", &refreshToken)
+		a.RefreshToken = secret.New(refreshToken)
+		required(o, "refresh_token", refreshToken)
+	}
 	o.str("scope", &a.Scope)
 	parsePassword(o, a)
 }
 
-// parseUpstream reads where and how the account reaches its provider.
-func parseUpstream(o *object, a *Account, p Provider) {
+// parseUpstream reads where and how the account reaches its provider. It
+// reports whether the account sets oauth_token_url; parseCredentials
+// settles the token URL.
+func parseUpstream(o *object, a *Account, p Provider) (explicitURL bool) {
 	a.TokenURL = p.TokenURL
 	if o.str("oauth_token_url", &a.TokenURL) {
 		checkTokenURL(o, "oauth_token_url", a.TokenURL)
-	} else if a.TokenURL == "" {
-		o.errorf("oauth_token_url", "required: provider %q has no built-in token endpoint", a.Provider)
+		explicitURL = true
 	}
 	a.SMTPAddr = p.SMTPAddr
 	if o.str("oauth_endpoint", &a.SMTPAddr) {
@@ -188,6 +198,7 @@ func parseUpstream(o *object, a *Account, p Provider) {
 		a.IPAddress = addr
 	}
 	o.str("vmta_name", &a.VMTAName)
+	return explicitURL
 }
 
 // parseLimits reads the account's caps and its overrides of the provider

@@ -45,7 +45,12 @@ func defaultGlobal() Global {
 			DNSCacheTTL:        300 * time.Second,
 			ConnectTimeout:     5 * time.Second,
 		},
-		TokenRefreshBuffer: 300 * time.Second,
+		// PROVIDERS.md: refresh at least 10 minutes before expiry
+		// (Microsoft HVE refuses a token with less left). The old tool's
+		// 300 is still honoured when a file sets it.
+		TokenRefreshBuffer: 600 * time.Second,
+		Tokens:             defaultTokens(),
+		Listener:           defaultListener(),
 	}
 }
 
@@ -62,6 +67,8 @@ func parseConfig(d *diag, file string, doc any, g *Global, provs map[string]Prov
 	if err != nil {
 		dir = filepath.Dir(file)
 	}
+	// Before "global", whose oauth2 keys win over these.
+	parsePowerMTARelay(top, &g.Tokens)
 	parseGlobal(top.child("global"), g, dir)
 	parseProviders(top.child("providers"), provs)
 	// Blocks the old tool (or its PowerMTA companion) read; none has an
@@ -89,10 +96,12 @@ func parseGlobal(o *object, g *Global, dir string) {
 		t.seconds("oauth2_timeout", true, &g.Timeouts.OAuth2)
 		t.seconds("connection_acquire_timeout", true, &g.Timeouts.ConnectionAcquire)
 		t.seconds("smtp_timeout", true, &g.Timeouts.SMTP)
+		parseListenerTimeouts(t, &g.Listener)
 		t.finish()
 	}
 	if a := o.child("oauth2"); a != nil {
 		a.seconds("token_refresh_buffer_seconds", false, &g.TokenRefreshBuffer)
+		parseTokens(a, &g.Tokens, dir)
 		a.finish()
 	}
 	if h := o.child("http_pool"); h != nil {
@@ -104,6 +113,7 @@ func parseGlobal(o *object, g *Global, dir string) {
 	}
 	if s := o.child("smtp"); s != nil {
 		parseSMTP(s, &g.SMTP, dir)
+		parseListenerSMTP(s, &g.Listener, dir)
 		s.finish()
 	}
 	if l := o.child("logging"); l != nil {

@@ -32,6 +32,9 @@ type LoadOptions struct {
 	// path does not exist. nil means DefaultSearchDirs(); an empty,
 	// non-nil slice disables the search.
 	SearchDirs []string
+	// StateDir ("--state-dir") overrides where token state is kept; ""
+	// means "global.oauth2.state_dir", else the accounts file's directory.
+	StateDir string
 }
 
 // DefaultSearchDirs returns the directories the old tool searched, in its
@@ -102,6 +105,7 @@ func Load(opts LoadOptions) (*Snapshot, []Warning, error) {
 	if accOK {
 		snap.Accounts = parseAccounts(d, snap.AccountsPath, accDoc, snap.Providers)
 	}
+	resolveStateDir(&snap.Global.Tokens, opts.StateDir, snap.AccountsPath)
 	if len(d.errs) > 0 {
 		return nil, d.warns, errors.Join(d.errs...)
 	}
@@ -174,14 +178,19 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// warnReadable warns when anyone on the host can read the accounts file:
-// it holds refresh tokens and client secrets.
+// warnReadable warns when users other than the owner can read the
+// accounts file (its group or everyone): it holds refresh tokens and
+// client secrets.
 func warnReadable(d *diag, path string) {
 	if runtime.GOOS == "windows" {
 		return // the mode bits do not describe Windows ACLs
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
-		d.warnf(where{file: path}, "", "readable by every user (mode %04o) but holds refresh tokens; chmod 600 it",
-			fi.Mode().Perm())
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
+		who := "its group"
+		if fi.Mode().Perm()&0o004 != 0 {
+			who = "every user"
+		}
+		d.warnf(where{file: path}, "", "readable by %s (mode %04o) but holds refresh tokens; chmod 600 it",
+			who, fi.Mode().Perm())
 	}
 }

@@ -43,8 +43,14 @@ type Global struct {
 	Concurrency Concurrency
 	HTTPPool    HTTPPool
 	// TokenRefreshBuffer is how long before expiry a cached access token is
-	// treated as expired ("oauth2.token_refresh_buffer_seconds", default 300s).
+	// treated as expired ("oauth2.token_refresh_buffer_seconds", default
+	// 600s; PROVIDERS.md asks for at least 10 minutes).
 	TokenRefreshBuffer time.Duration
+	// Tokens is the rest of "oauth2": renewal workers, pre-warm, state dir.
+	Tokens Tokens
+	// Listener is the client side: listener TLS, PROXY protocol, limits
+	// and timeouts (listener.go).
+	Listener Listener
 }
 
 // SMTP is "global.smtp".
@@ -164,19 +170,37 @@ type Provider struct {
 // Account is one resolved entry of accounts.json: provider defaults and
 // per-account overrides already applied.
 type Account struct {
-	ID           string // "account_id"
-	Email        string // "email", as written
-	Provider     string // "gmail", "outlook" or another name (uses the "default" block)
+	ID       string // "account_id"
+	Email    string // "email", as written
+	Provider string // "gmail", "outlook" or another name (uses the "default" block)
+	// AuthType is "auth_type"; default AuthRefreshToken. The fields a
+	// type does not use are empty.
+	AuthType     AuthType
 	ClientID     string
 	ClientSecret secret.String // empty when absent
-	RefreshToken secret.String
-	Scope        string // "scope"; sent with the refresh grant when set
-	TokenURL     string // "oauth_token_url" or the provider's
-	SMTPAddr     string // "oauth_endpoint" or the provider's, host:port
-	TLS          TLSMode
-	Mechanism    Mechanism
-	IPAddress    netip.Addr // "ip_address"; invalid (zero) when absent
-	VMTAName     string
+	RefreshToken secret.String // AuthRefreshToken only
+	// Scope is "scope", sent with the token request when set; defaults to
+	// ScopeGoogleMail for AuthGoogleServiceAccount and ScopeOutlookAppOnly
+	// for AuthClientCredentials.
+	Scope string
+	// TokenURL is "oauth_token_url"; else, from "tenant" for Microsoft
+	// accounts, from the service-account key's token_uri, or the provider's.
+	TokenURL string
+	// Tenant is "tenant", a Microsoft Entra tenant; "" when unset.
+	Tenant string
+	// ServiceAccount is the parsed key of an AuthGoogleServiceAccount
+	// account ("service_account_key_file" or "service_account_key"),
+	// shared with the other accounts of the same key; nil otherwise.
+	ServiceAccount *ServiceAccountKey
+	// Certificate is the certificate credential of an
+	// AuthClientCredentials account ("certificate_file",
+	// "private_key_file"); nil when it uses a client secret.
+	Certificate *ClientCertificate
+	SMTPAddr    string // "oauth_endpoint" or the provider's, host:port
+	TLS         TLSMode
+	Mechanism   Mechanism
+	IPAddress   netip.Addr // "ip_address"; invalid (zero) when absent
+	VMTAName    string
 	// SMTPPassword is what a client must send as AUTH password. Empty: the
 	// account may be used only from trusted networks. PasswordHashed tells
 	// whether it is a bcrypt hash ($2a$, $2b$, $2y$) or plain text.

@@ -54,6 +54,7 @@ func (s *Snapshot) Summary() string {
 	fmt.Fprintf(&b, "smtp: hostname %s, max message %d bytes, max recipients %d, max line %d bytes\n",
 		smtp.ServerHostname, smtp.MaxMessageBytes, smtp.MaxRecipients, smtp.MaxLineBytes)
 	fmt.Fprintf(&b, "trusted networks: %s\n", cmp.Or(strings.Join(nets, ", "), "none"))
+	b.WriteString(s.Global.Listener.summary())
 	fmt.Fprintf(&b, "source IP binding: %t, validate source IP: %t", smtp.UseSourceIPBinding, smtp.ValidateSourceIP)
 	return b.String()
 }

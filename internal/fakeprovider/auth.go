@@ -30,6 +30,8 @@ func (s *session) cmdAuth(arg string, lineLen int) {
 	case s.t.active:
 		s.reply(503, "5.5.1", "AUTH not allowed during a mail transaction.")
 		return
+	case s.sessionFault(StageAuth):
+		return
 	}
 	mech, ir, hasIR := strings.Cut(arg, " ")
 	var decode func([]byte) (saslmech.OAuthRequest, error)

@@ -26,6 +26,9 @@ func (s *session) cmdData(arg string) {
 	case s.t.fx.dropAtData:
 		s.drop("drop-at-data")
 		return
+	case s.t.fx.stallAtData:
+		s.stall("stall-at-data")
+		return
 	case s.t.fx.dataCmd != nil:
 		r := *s.t.fx.dataCmd
 		s.t = txn{}
@@ -42,12 +45,19 @@ func (s *session) cmdData(arg string) {
 	b := &s.body
 	b.h.Reset()
 	dropAfter := int64(-1)
-	if s.t.fx.dropInBody {
+	if fx := &s.t.fx; fx.dropInBody || fx.stallInBody || fx.resetInBody {
 		dropAfter = dropInBodyBytes
 	}
 	if err := readBody(s.r, b, dropAfter); err != nil {
 		if errors.Is(err, errDropInBody) {
-			s.drop("drop-in-body")
+			switch fx := &s.t.fx; {
+			case fx.resetInBody:
+				s.reset("reset-in-body")
+			case fx.stallInBody:
+				s.freeze("stall-in-body")
+			default:
+				s.drop("drop-in-body")
+			}
 		}
 		s.closed = true
 		return
@@ -57,6 +67,10 @@ func (s *session) cmdData(arg string) {
 	s.t = txn{}
 	if b.over {
 		s.reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+		return
+	}
+	if t.fx.stallAfterDot {
+		s.stall("stall-after-dot")
 		return
 	}
 	if t.fx.delay > 0 && !s.sleep(t.fx.delay) {

@@ -57,21 +57,65 @@
 //	                             ambiguous case a relay must not retry
 //	recipient slow-MS@           the reply after the final dot is delayed by
 //	                             MS milliseconds
+//	sender    drop-at-mail@      closed, without a reply, at MAIL FROM
+//	sender    stall-at-mail@     no reply to MAIL FROM, ever: the server
+//	                             reads and discards until the client closes
+//	recipient stall-at-rcpt@     no reply to this RCPT, ever
+//	recipient stall-at-data@     no reply to the DATA command
+//	recipient stall-in-body@     stops reading after about 1 KiB of the body
+//	                             (with the smallest receive buffer) and
+//	                             hangs up after a minute or at Close
+//	recipient reset-in-body@     TCP RST after about 1 KiB of the body
+//	recipient stall-after-dot@   no reply after the final dot, and the
+//	                             message is not stored: the other ambiguous
+//	                             case
+//	any       trickle@           this reply and every later one go out one
+//	                             byte per Options.TrickleInterval (1s)
 //
 // The transaction-wide ones (faildata, faildatacmd, drop-at-data,
-// drop-in-body, drop-after-dot, slow) also work in the sender's local part.
-// When several apply, the first accepted address wins for each kind.
+// drop-in-body, drop-after-dot, slow, and the stall-at-data, stall-in-body,
+// reset-in-body and stall-after-dot ones) also work in the sender's local
+// part. When several apply, the first accepted address wins for each kind.
+//
+// # Session faults
+//
+// Failures before any address is known come from Options.SessionFault,
+// which picks a Fault for each new connection: a Stage (the greeting, the
+// TLS handshake, the reply to EHLO, STARTTLS or AUTH) and an Action
+// (close, TCP RST, stall, another reply such as 421 or 454, trickle one
+// byte per TrickleInterval, or bytes that are neither SMTP nor TLS). A
+// test gives each account its own provider to fail one account alone.
 // Enhanced codes with a provider's real text: 5.1.1, 4.2.2, 5.7.1, 4.3.0,
 // 5.4.5 (Gmail daily limit), 5.2.0 (Microsoft quota), 5.2.252 (SendAsDenied),
 // 4.3.2 (Microsoft concurrency), 4.7.0.
 //
 // # Token endpoint
 //
-// POST /token, form-encoded, grant_type=refresh_token with client_id,
-// client_secret (or HTTP Basic) and refresh_token. Errors use the OAuth2
-// JSON shape: 400 invalid_grant for an unknown, revoked or rotated-away
-// refresh token; 401 invalid_client for a wrong client id or secret; 503
-// temporarily_unavailable while SetTokenEndpointDown(true). Revoke kills
-// only the refresh token; access tokens already issued stay valid until
-// they expire or ExpireAccessTokens is called.
+// POST /token, form-encoded, three grants:
+//
+//   - refresh_token, with client_id, client_secret (or HTTP Basic) and
+//     refresh_token. With Options.RotateRefreshTokens each success returns a
+//     new refresh token and retires the old one (Microsoft); with
+//     SetRevokeOnReuse a retired token presented again revokes the grant.
+//   - urn:ietf:params:oauth:grant-type:jwt-bearer (Google domain-wide
+//     delegation): the RS256 assertion must verify with a key registered by
+//     AddServiceAccount, have aud = TokenURL, live at most an hour, carry the
+//     https://mail.google.com/ scope and name as sub a mailbox added with
+//     AddAccount.
+//   - client_credentials (Microsoft app-only) for an app registered with
+//     AddApp, with scope https://outlook.office365.com/.default and either
+//     the app's client secret or a client assertion whose x5t is the
+//     certificate's SHA-1 thumbprint, signed by its key, with aud =
+//     TokenURL, iss = sub = client id and an unused jti. The access token is
+//     good for every mailbox in App.Mailboxes.
+//
+// Errors use the OAuth2 JSON shape (with Microsoft's AADSTS codes for the
+// app-only grant): 400 invalid_grant for an unknown, revoked or rotated-away
+// refresh token or a bad assertion; 401 invalid_client for a wrong client id
+// or secret; 503 temporarily_unavailable while SetTokenEndpointDown(true).
+// SetTokenFault injects 429 (with Retry-After), 5xx or a hang, for one
+// mailbox or client id or for every request; TokenRequestsFor counts the
+// requests made for one. Revoke kills only the refresh token; access tokens
+// already issued stay valid until they expire or ExpireAccessTokens is
+// called.
 package fakeprovider

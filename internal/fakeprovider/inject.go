@@ -12,16 +12,24 @@ import (
 type injKind uint8
 
 const (
-	injNone         injKind = iota
-	injReject               // reject-NNN: this RCPT gets NNN
-	injFailMail             // failmail-NNN: MAIL FROM gets NNN
-	injFailData             // faildata-NNN: the reply after the dot is NNN, nothing stored
-	injFailDataCmd          // faildatacmd-NNN: the DATA command gets NNN
-	injDropAtRcpt           // drop-at-rcpt: close at this RCPT
-	injDropAtData           // drop-at-data: close at DATA
-	injDropInBody           // drop-in-body: close after dropInBodyBytes of body
-	injDropAfterDot         // drop-after-dot: store, then close before the 250
-	injSlow                 // slow-MS: delay the reply after the dot
+	injNone          injKind = iota
+	injReject                // reject-NNN: this RCPT gets NNN
+	injFailMail              // failmail-NNN: MAIL FROM gets NNN
+	injFailData              // faildata-NNN: the reply after the dot is NNN, nothing stored
+	injFailDataCmd           // faildatacmd-NNN: the DATA command gets NNN
+	injDropAtRcpt            // drop-at-rcpt: close at this RCPT
+	injDropAtData            // drop-at-data: close at DATA
+	injDropInBody            // drop-in-body: close after dropInBodyBytes of body
+	injDropAfterDot          // drop-after-dot: store, then close before the 250
+	injSlow                  // slow-MS: delay the reply after the dot
+	injDropAtMail            // drop-at-mail: close at MAIL
+	injStallAtMail           // stall-at-mail: no reply to MAIL, ever
+	injStallAtRcpt           // stall-at-rcpt: no reply to this RCPT
+	injStallAtData           // stall-at-data: no reply to DATA
+	injStallInBody           // stall-in-body: stop reading after dropInBodyBytes of body
+	injResetInBody           // reset-in-body: TCP RST after dropInBodyBytes of body
+	injStallAfterDot         // stall-after-dot: no reply after the final dot, nothing stored
+	injTrickle               // trickle: every later reply one byte per Options.TrickleInterval
 )
 
 // dropInBodyBytes is how much of the body drop-in-body reads before closing.
@@ -50,6 +58,14 @@ var injPrefixes = [...]struct {
 	{"drop-in-body", injDropInBody},
 	{"drop-after-dot", injDropAfterDot},
 	{"slow-", injSlow},
+	{"drop-at-mail", injDropAtMail},
+	{"stall-at-mail", injStallAtMail},
+	{"stall-at-rcpt", injStallAtRcpt},
+	{"stall-at-data", injStallAtData},
+	{"stall-in-body", injStallInBody},
+	{"reset-in-body", injResetInBody},
+	{"stall-after-dot", injStallAfterDot},
+	{"trickle", injTrickle},
 }
 
 // parseInjection reads the failure requested by addr's local part. An
@@ -64,7 +80,7 @@ func parseInjection(addr string) injection {
 		return injection{}
 	}
 	switch local[0] | 0x20 { // cheap pre-check: every prefix starts with one of these
-	case 'r', 'f', 'd', 's':
+	case 'r', 'f', 'd', 's', 't':
 	default:
 		return injection{}
 	}
@@ -179,12 +195,16 @@ func digits(s string) int {
 // effects are the transaction-wide injections gathered from the sender and
 // the accepted recipients; for each kind the first one wins.
 type effects struct {
-	dataCmd      *reply.Reply // faildatacmd
-	dataReply    *reply.Reply // faildata
-	dropAtData   bool
-	dropInBody   bool
-	dropAfterDot bool
-	delay        time.Duration
+	dataCmd       *reply.Reply // faildatacmd
+	dataReply     *reply.Reply // faildata
+	dropAtData    bool
+	dropInBody    bool
+	dropAfterDot  bool
+	delay         time.Duration
+	stallAtData   bool
+	stallInBody   bool
+	resetInBody   bool
+	stallAfterDot bool
 }
 
 func (e *effects) add(in injection) {
@@ -209,5 +229,48 @@ func (e *effects) add(in injection) {
 		if e.delay == 0 {
 			e.delay = in.delay
 		}
+	case injStallAtData:
+		e.stallAtData = true
+	case injStallInBody:
+		e.stallInBody = true
+	case injResetInBody:
+		e.resetInBody = true
+	case injStallAfterDot:
+		e.stallAfterDot = true
 	}
 }
+
+// Stage is a step of an SMTP session before the mail transaction, where a
+// session fault (Options.SessionFault) strikes.
+type Stage uint8
+
+const (
+	StageGreeting Stage = iota + 1 // instead of, or while sending, the 220 greeting
+	StageTLS                       // the TLS handshake: implicit, or after STARTTLS's 220
+	StageEHLO                      // the reply to the first EHLO or HELO
+	StageSTARTTLS                  // the reply to STARTTLS
+	StageAuth                      // the reply to AUTH, after the client's credentials
+)
+
+// Action is what a session fault does at its Stage.
+type Action uint8
+
+const (
+	ActDrop    Action = iota + 1 // close the connection without a word
+	ActReset                     // close it with a TCP RST
+	ActStall                     // say nothing more until the client closes
+	ActReply                     // send Fault.Reply instead of the normal reply (421 also closes)
+	ActTrickle                   // send this reply and all later ones one byte per TrickleInterval
+	ActGarbage                   // send bytes that are neither SMTP nor TLS, then close
+)
+
+// Fault is a failure at one stage of an SMTP session; the zero Fault is
+// none. Options.SessionFault picks one per connection.
+type Fault struct {
+	Stage  Stage
+	Action Action
+	Reply  reply.Reply // for ActReply, e.g. reply.New(454, "4.7.0", "Too many login attempts")
+}
+
+// garbage is what ActGarbage sends: not a reply, not a TLS record.
+const garbage = "\x00\xff\xfeHTTP/1.1 400 Bad Request\r\n\x7f\x80garbage\r\n"

@@ -61,6 +61,14 @@ type Options struct {
 	// SMTPAddr and TokenAddr are the listen addresses; "" means
 	// "127.0.0.1:0".
 	SMTPAddr, TokenAddr string
+	// SessionFault, when set, is called once per SMTP connection with its
+	// sequence number (1, 2, ...) and returns the failure that session
+	// suffers before any mail transaction (doc.go, "Session faults"); the
+	// zero Fault is none. It is called from the connection's goroutine.
+	SessionFault func(conn int64) Fault
+	// TrickleInterval is the pause between the bytes of a trickled reply
+	// (ActTrickle, the trickle@ address); 0 means 1s.
+	TrickleInterval time.Duration
 }
 
 // Account is a mailbox the provider knows.
@@ -131,6 +139,7 @@ type Provider struct {
 	access       map[string]accessToken // live access tokens
 	issued       []string               // every access token ever issued
 	tokenDown    bool                   // SetTokenEndpointDown
+	grants       grantState             // service accounts, apps, token faults (grants.go)
 	sessions     map[string]int         // authenticated sessions by account key
 	peakSessions int64                  // Stats.MaxConcurrentSessionsPerUser
 	messages     []Message              // delivered, in order
@@ -144,7 +153,8 @@ type account struct {
 }
 
 type accessToken struct {
-	key     string // account key
+	key     string // account key; "" for an app-only token
+	app     string // client id of a client_credentials token (grants.go); "" otherwise
 	expires time.Time
 }
 
@@ -418,6 +428,10 @@ func (p *Provider) checkAccess(user, token string, userOptional bool) (*account,
 	at, ok := p.access[token]
 	if !ok || !time.Now().Before(at.expires) {
 		return nil, false
+	}
+	if at.app != "" {
+		// An app-only token is good for any mailbox the app may send as.
+		return p.appMailboxLocked(at.app, user)
 	}
 	a := p.accounts[at.key]
 	if a == nil {

@@ -3,7 +3,6 @@ package fakeprovider
 import (
 	"bufio"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"net"
 	"strconv"
@@ -80,6 +79,10 @@ type session struct {
 	body   body     // the DATA being read; its hash is reused
 	sum    [32]byte // scratch for the hash sum
 	closed bool     // the handler asked to end the session
+
+	fault   Fault // Options.SessionFault's choice for this session
+	faulted bool  // the fault has struck
+	trickle bool  // replies go out one byte per Options.TrickleInterval
 }
 
 // txn is the mail transaction between MAIL and the end of DATA or RSET.
@@ -92,7 +95,8 @@ type txn struct {
 }
 
 func (p *Provider) serveSMTP(c net.Conn) {
-	id := "c" + strconv.FormatInt(p.connSeq.Add(1), 10)
+	seq := p.connSeq.Add(1)
+	id := "c" + strconv.FormatInt(seq, 10)
 	s := &session{
 		p:    p,
 		id:   id,
@@ -108,20 +112,21 @@ func (p *Provider) serveSMTP(c net.Conn) {
 		c.Close()
 		p.untrack(c)
 	}()
-	if p.opts.ImplicitTLS {
-		tc := tls.Server(c, p.opts.TLSConfig)
-		if err := tc.Handshake(); err != nil {
-			p.log.Debug("tls handshake", "conn_id", s.id, "err", err)
-			return
-		}
-		s.conn, s.tls = tc, true
+	if p.opts.SessionFault != nil {
+		s.fault = p.opts.SessionFault(seq)
+	}
+	s.w = bufio.NewWriterSize(sessionWriter{s}, 4096)
+	if p.opts.ImplicitTLS && !s.handshakeTLS() {
+		return
 	}
 	s.r = bufio.NewReaderSize(s.conn, readBufferBytes)
-	s.w = bufio.NewWriterSize(s.conn, 4096)
 	s.run()
 }
 
 func (s *session) run() {
+	if s.sessionFault(StageGreeting) && s.closed {
+		return
+	}
 	s.reply(220, "", hostname+" ESMTP")
 	limit := max(maxAuthResponseBytes, s.p.opts.MaxAuthLineBytes)
 	for !s.closed {
@@ -258,6 +263,9 @@ func (s *session) dispatch(line []byte) {
 }
 
 func (s *session) cmdHello(verb, arg string) {
+	if s.sessionFault(StageEHLO) {
+		return
+	}
 	if arg == "" {
 		s.reply(501, "5.5.4", "Empty HELO/EHLO argument not allowed")
 		return
@@ -301,20 +309,20 @@ func (s *session) cmdStartTLS(arg string) {
 		s.reply(501, "5.5.4", "Syntax error, no parameters allowed")
 		return
 	}
+	if s.sessionFault(StageSTARTTLS) {
+		return
+	}
 	s.reply(220, "2.0.0", "Ready to start TLS")
 	if s.w.Flush() != nil {
 		s.closed = true
 		return
 	}
-	tc := tls.Server(s.raw, s.p.opts.TLSConfig)
-	if err := tc.Handshake(); err != nil {
-		s.p.log.Debug("starttls handshake", "conn_id", s.id, "err", err)
+	if !s.handshakeTLS() {
 		s.closed = true
 		return
 	}
-	s.conn, s.tls, s.helo, s.t = tc, true, false, txn{}
-	s.r.Reset(tc)
-	s.w.Reset(tc)
+	s.helo, s.t = false, txn{}
+	s.r.Reset(s.conn)
 	if s.acct != nil {
 		s.p.releaseSession(s.key)
 		s.acct, s.key = nil, ""
@@ -363,9 +371,18 @@ func (s *session) cmdMail(arg string) {
 		}
 	}
 	in := parseInjection(addr)
-	if in.kind == injFailMail {
+	switch in.kind {
+	case injFailMail:
 		s.replyR(in.reply)
 		return
+	case injDropAtMail:
+		s.drop("drop-at-mail")
+		return
+	case injStallAtMail:
+		s.stall("stall-at-mail")
+		return
+	case injTrickle:
+		s.trickle = true
 	}
 	s.t = txn{active: true, from: addr, params: params}
 	s.t.fx.add(in)
@@ -398,6 +415,11 @@ func (s *session) cmdRcpt(arg string) {
 	case injDropAtRcpt:
 		s.drop("drop-at-rcpt")
 		return
+	case injStallAtRcpt:
+		s.stall("stall-at-rcpt")
+		return
+	case injTrickle:
+		s.trickle = true
 	}
 	s.t.rcpts = append(s.t.rcpts, addr)
 	s.t.fx.add(in)

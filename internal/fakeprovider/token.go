@@ -50,8 +50,11 @@ func (p *Provider) newTokenServer() *http.Server {
 	}
 }
 
-// handleToken serves the refresh_token grant (RFC 6749 §6) with Google's
-// and Microsoft's error shapes (PROVIDERS.md).
+// handleToken serves the token endpoint: the refresh_token grant (RFC 6749
+// §6), Google's jwt-bearer grant for service accounts (RFC 7523 §2.1) and
+// Microsoft's client_credentials grant with a secret or a certificate
+// assertion, with the providers' error shapes (PROVIDERS.md). A fault set
+// with SetTokenFault is applied first.
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	p.tokenRequests.Add(1)
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -63,7 +66,21 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	if !basic {
 		clientID, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	status, body := p.refresh(r.PostForm.Get("grant_type"), clientID, secret, r.PostForm.Get("refresh_token"))
+	grant := r.PostForm.Get("grant_type")
+	if f, ok := p.takeFault(p.requester(grant, clientID, r.PostForm)); ok {
+		p.serveFault(w, r, f)
+		return
+	}
+	var status int
+	var body any
+	switch grant {
+	case grantJWTBearer:
+		status, body = p.jwtBearer(r.PostForm.Get("assertion"))
+	case "client_credentials":
+		status, body = p.clientCredentials(clientID, secret, r.PostForm)
+	default:
+		status, body = p.refresh(grant, clientID, secret, r.PostForm.Get("refresh_token"))
+	}
 	writeJSON(w, status, body)
 }
 
@@ -90,29 +107,25 @@ func (p *Provider) refresh(grant, clientID, secret, refreshToken string) (int, a
 		p.log.Info("token refused", "account", a.Email, "err", "invalid_client")
 		return http.StatusUnauthorized, tokenError{Error: "invalid_client", Description: "Unauthorized"}
 	}
+	if !a.revoked && a.RefreshToken != refreshToken && p.grants.revokeOnReuse {
+		// OAuth 2.1 §4.3.1 reuse detection: a rotated-away refresh token
+		// coming back means two holders; the whole grant is revoked.
+		a.revoked = true
+		p.log.Info("rotated refresh token reused; grant revoked", "account", a.Email)
+	}
 	if a.revoked || a.RefreshToken != refreshToken {
 		p.log.Info("token refused", "account", a.Email, "err", "invalid_grant")
 		return http.StatusBadRequest, invalidGrant()
 	}
-	ttl := p.opts.AccessTokenTTL
-	resp := tokenResponse{
-		AccessToken: newToken("ya29.fake-"),
-		TokenType:   "Bearer",
-		ExpiresIn:   int64(ttl / time.Second),
-		Scope:       scope,
-	}
-	p.pruneAccess()
-	p.access[resp.AccessToken] = accessToken{key: key, expires: time.Now().Add(ttl)}
-	p.issued = append(p.issued, resp.AccessToken)
+	resp := p.issueLocked(accessToken{key: key}, a.Email, scope)
 	if p.opts.RotateRefreshTokens {
 		// Microsoft: the new refresh token replaces the old one, which is
 		// now rejected with invalid_grant (PROVIDERS.md).
 		resp.RefreshToken = newToken("M.fake-")
 		a.RefreshToken = resp.RefreshToken
 		p.refreshOwner[resp.RefreshToken] = key
+		p.log.Info("refresh token rotated", "account", a.Email)
 	}
-	p.tokenRefreshes.Add(1)
-	p.log.Info("token issued", "account", a.Email, "rotated", p.opts.RotateRefreshTokens)
 	return http.StatusOK, resp
 }
 

@@ -91,7 +91,7 @@ func TestToken_errors(t *testing.T) {
 		{"unknown refresh token", refreshForm("cid", "sec", "rt-unknown"), 400, "invalid_grant"},
 		{"revoked", refreshForm("", "", "rt-gone"), 400, "invalid_grant"},
 		{"no refresh token", refreshForm("cid", "sec", ""), 400, "invalid_request"},
-		{"other grant", url.Values{"grant_type": {"client_credentials"}}, 400, "unsupported_grant_type"},
+		{"other grant", url.Values{"grant_type": {"password"}}, 400, "unsupported_grant_type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

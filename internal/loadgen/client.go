@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +19,8 @@ import (
 
 // Client is one SMTP client connection. Not safe for concurrent use.
 type Client struct {
-	nc         net.Conn
+	raw        net.Conn // the TCP connection, closed to interrupt any call
+	nc         net.Conn // raw, or the TLS connection on top of it
 	br         *bufio.Reader
 	bw         *bufio.Writer
 	pipelining bool
@@ -34,23 +37,35 @@ func Dial(ctx context.Context, addr string, timeout time.Duration) (*Client, err
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	c := &Client{nc: nc, br: bufio.NewReaderSize(nc, 8192), bw: bufio.NewWriterSize(nc, 32768), timeout: timeout}
+	c := &Client{raw: nc, nc: nc, br: bufio.NewReaderSize(nc, 8192), bw: bufio.NewWriterSize(nc, 32768), timeout: timeout}
 	if r, err := c.read(); err != nil || r.Code != 220 {
 		nc.Close()
 		return nil, fmt.Errorf("greeting: %v %w", r, err)
 	}
+	if err := c.ehlo(); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ehlo sends EHLO and notes whether the server pipelines.
+func (c *Client) ehlo() error {
 	c.bw.WriteString("EHLO loadgen.test\r\n")
 	r, err := c.roundTrip()
-	if err != nil || r.Code != 250 {
-		nc.Close()
-		return nil, fmt.Errorf("ehlo: %v %w", r, err)
+	if err != nil {
+		return fmt.Errorf("ehlo: %w", err)
 	}
+	if r.Code != 250 {
+		return fmt.Errorf("ehlo: %w", r)
+	}
+	c.pipelining = false
 	for _, l := range r.Lines {
 		if strings.EqualFold(l, "PIPELINING") {
 			c.pipelining = true
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // Close closes the connection.
@@ -63,12 +78,65 @@ func (c *Client) Quit() error {
 	return c.nc.Close()
 }
 
+// Pipelining reports whether Send pipelines MAIL, RCPT and DATA: the server
+// advertised PIPELINING and DisablePipelining was not called.
+func (c *Client) Pipelining() bool { return c.pipelining }
+
+// DisablePipelining makes Send wait for each command's reply before the
+// next, like a client without RFC 2920 support.
+func (c *Client) DisablePipelining() { c.pipelining = false }
+
+// StartTLS upgrades the connection (RFC 3207) and sends EHLO again. cfg
+// must name the server (ServerName) or skip verification; it is used as is.
+func (c *Client) StartTLS(cfg *tls.Config) error {
+	c.bw.WriteString("STARTTLS\r\n")
+	r, err := c.roundTrip()
+	if err != nil {
+		return fmt.Errorf("starttls: %w", err)
+	}
+	if r.Code != 220 {
+		return fmt.Errorf("starttls: %w", r)
+	}
+	tc := tls.Client(c.nc, cfg)
+	_ = tc.SetDeadline(time.Now().Add(c.timeout))
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("starttls handshake: %w", err)
+	}
+	c.nc = tc
+	c.br.Reset(tc)
+	c.bw.Reset(tc)
+	return c.ehlo()
+}
+
 // Auth authenticates with AUTH PLAIN.
 func (c *Client) Auth(user, pass string) error {
 	c.bw.WriteString("AUTH PLAIN " + saslmech.EncodePlain(user, pass) + "\r\n")
 	r, err := c.roundTrip()
 	if err != nil {
 		return err
+	}
+	if r.Code != 235 {
+		return r
+	}
+	return nil
+}
+
+// AuthXOAUTH2 authenticates with AUTH XOAUTH2 as user with an OAuth2
+// access token, the way a provider expects it (PROVIDERS.md). A refused
+// token gets the provider's base64 JSON 334 challenge; the client answers
+// it with an empty line and returns the final refusal.
+func (c *Client) AuthXOAUTH2(user, token string) error {
+	ir := base64.StdEncoding.EncodeToString(saslmech.XOAUTH2(user, token))
+	c.bw.WriteString("AUTH XOAUTH2 " + ir + "\r\n")
+	r, err := c.roundTrip()
+	if err != nil {
+		return err
+	}
+	if r.Code == 334 {
+		c.bw.WriteString("\r\n")
+		if r, err = c.roundTrip(); err != nil {
+			return err
+		}
 	}
 	if r.Code != 235 {
 		return r

@@ -125,13 +125,11 @@ func (s *Service) Registry() *account.Registry { return s.Reg }
 // Ready implements admin.Backend.
 func (s *Service) Ready() bool { return s.ready.Load() }
 
-// VerifyCredentials implements admin.Backend: one real token request.
+// VerifyCredentials implements admin.Backend: one real token request,
+// through a source backed by the token state file, so that a refresh token
+// the provider rotates during verification is kept (COMPAT.md defect 6).
 func (s *Service) VerifyCredentials(ctx context.Context, c *config.Account) error {
-	src, err := token.NewSource(token.Config{
-		Account: c.ID, TokenURL: c.TokenURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
-		RefreshToken: c.RefreshToken, Scope: c.Scope, HTTPClient: s.opts.HTTPClient,
-		Timeout: s.Snapshot().Global.Timeouts.OAuth2,
-	})
+	src, err := s.tokenSource(c, s.Snapshot().Global)
 	if err != nil {
 		return err
 	}
@@ -152,6 +150,9 @@ func (s *Service) RefreshToken(ctx context.Context, a *account.Account) error {
 	if a.Tokens == nil {
 		return errors.New("no token source (dry-run)")
 	}
+	// An operator's refresh also lifts a needs_consent hold (the
+	// credential may have been fixed at the provider).
+	a.Tokens.Reset()
 	tok, _ := a.Tokens.Cached()
 	_, err := a.Tokens.Refresh(ctx, tok.Access)
 	return err
@@ -252,11 +253,12 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// tokenStatus maps a token source's state for the API. It knows only
-// what token.Source exposes today: the cached token and its expiry.
+// tokenStatus maps a token source's state for the API.
 func tokenStatus(src *token.Source) admin.TokenStatus {
-	if tok, ok := src.Cached(); ok {
-		return admin.TokenStatus{State: "ok", Expiry: tok.Expiry}
+	st := src.Status()
+	return admin.TokenStatus{
+		State: string(st.State), Expiry: st.Expiry, LastError: st.LastError,
+		LastRefresh: st.LastRefresh, NextRefresh: st.NextRefresh, Failures: st.Failures,
+		Final: st.State == token.StateNeedsConsent,
 	}
-	return admin.TokenStatus{State: "none"}
 }

@@ -315,7 +315,7 @@ func TestMetrics_namesAndTraffic(t *testing.T) {
 		"messages_duration_seconds", "concurrent_messages 0", "concurrent_limit_exceeded 0",
 		"upstream_replies_total{class=\"5xx\",stage=\"rcpt\"} 1", "upstream_replies_total{class=\"2xx\",stage=\"end\"} 1",
 		"upstream_sessions_open 1", "upstream_sessions_busy 0", "upstream_sessions_opened_total 1",
-		"upstream_session_acquire_seconds", "message_size_bytes", "relayed_bytes_total 3", `accounts{token_state="ok"} 1`,
+		"upstream_session_acquire_seconds", "message_size_bytes", "relayed_bytes_total 3", fmt.Sprintf(`accounts{token_state="ok"} %d`, len(e.accts)),
 		"process_resident_memory_bytes", "go_goroutines",
 	} {
 		if !strings.Contains(out, name) {
@@ -327,5 +327,28 @@ func TestMetrics_namesAndTraffic(t *testing.T) {
 	}
 	if found := secretsIn(out); len(found) > 0 {
 		t.Errorf("metrics contain secrets %v", found)
+	}
+}
+
+// TestAdmin_deleteInvalidRemovesOnlyRejectedCredentials: an account whose
+// refresh token the provider revoked goes; one whose endpoint is merely
+// down stays.
+func TestAdmin_deleteInvalidRemovesOnlyRejectedCredentials(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	e.fp.Revoke(userOne)
+	c := e.dial(t)
+	c.authPlain(userOne, password, "235")
+	c.cmd("MAIL FROM:<"+userOne+">", "454 4.7.0")
+	_, m, raw := e.call(t, "GET", "/admin/accounts/"+userOne, adminToken, nil)
+	if st := m["account"].(map[string]any)["token"].(map[string]any)["state"]; st != "needs_consent" {
+		t.Fatalf("token state %v: %s", st, raw)
+	}
+	code, m, _ := e.call(t, "DELETE", "/admin/accounts/invalid", adminToken, nil)
+	if code != 200 || m["deleted_count"] != float64(1) || fmt.Sprint(m["deleted_accounts"]) != "["+userOne+"]" {
+		t.Fatalf("delete invalid: %d %v", code, m)
+	}
+	if e.svc.Reg.Find(userOne) != nil || e.svc.Reg.Find(userA) == nil {
+		t.Fatal("wrong accounts deleted")
 	}
 }

@@ -41,10 +41,13 @@ func (s *Service) openBudgets() {
 	s.log.Info("budget state loaded", "file", path)
 }
 
+// budgetPath is budgets.json in the state directory, beside the token
+// state (--state-dir, global.oauth2.state_dir, else next to accounts.json).
 func (s *Service) budgetPath() string {
-	dir := s.opts.BudgetDir
+	snap := s.Snapshot()
+	dir := snap.Global.Tokens.StateDir
 	if dir == "" {
-		dir = filepath.Dir(s.Snapshot().AccountsPath)
+		dir = filepath.Dir(snap.AccountsPath)
 	}
 	return filepath.Join(dir, budgetFile)
 }

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"log/slog"
 	"net"
 	"os"
@@ -26,11 +29,15 @@ const password = "s3cret-pw"
 
 // env is a proxy in front of a fake provider, both on loopback.
 type env struct {
-	fp    *fakeprovider.Provider
-	svc   *service.Service
-	addr  string
-	dir   string           // where config.json and accounts.json live
-	accts []map[string]any // the accounts as written
+	fp   *fakeprovider.Provider
+	svc  *service.Service
+	addr string
+	// tlsAddr is the implicit TLS listener; roots trusts the certificate
+	// of both listeners (and of the fake provider).
+	tlsAddr string
+	roots   *x509.CertPool
+	dir     string           // where config.json and accounts.json live
+	accts   []map[string]any // the accounts as written
 	// stop shuts the proxy down gracefully (as SIGTERM does) and returns
 	// Run's result; tests may call it, Cleanup always does.
 	stop func() error
@@ -47,6 +54,8 @@ type envOptions struct {
 	dryRun   bool
 	logger   *slog.Logger
 	admin    service.AdminOptions
+	// upstreamDial replaces the network dialer towards providers.
+	upstreamDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// edit may change the generated config and accounts before loading.
 	edit func(cfg map[string]any, accts []map[string]any)
 }
@@ -75,7 +84,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = roots
 	if o.provider.TLSConfig == nil {
 		o.provider.TLSConfig = tlsCfg
 	}
@@ -89,6 +97,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	certFile, keyFile := writeKeyPair(t, dir, tlsCfg.Certificates[0]) // the listener's
 	mk := func(id, email string) map[string]any {
 		fp.AddAccount(fakeprovider.Account{Email: email, ClientID: "cid", ClientSecret: "csecret", RefreshToken: "rt-" + id})
 		return map[string]any{
@@ -118,6 +127,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 				"server_hostname":  "proxy.test",
 				"upstream_ca_file": ca,
 				"max_message_size": 60 << 20,
+				"tls_cert_file":    certFile,
+				"tls_key_file":     keyFile,
 			},
 		},
 	}
@@ -132,10 +143,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 			ConfigExplicit: true, SearchDirs: []string{},
 		},
 		Listen:        "127.0.0.1:0",
+		TLSPort:       -1,
 		DryRun:        o.dryRun,
 		Logger:        o.logger,
 		Admin:         o.admin,
 		AuthFailDelay: -1,
+		UpstreamDial:  o.upstreamDial,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +167,29 @@ func newEnv(t *testing.T, o envOptions) *env {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &env{fp: fp, svc: svc, addr: svc.Addr().String(), dir: dir, accts: accts, stop: stop}
+	return &env{fp: fp, svc: svc, addr: svc.Addr().String(), tlsAddr: svc.TLSAddr().String(), roots: roots,
+		dir: dir, accts: accts, stop: stop}
+}
+
+// writeKeyPair writes c's chain and key as PEM files into dir.
+func writeKeyPair(t *testing.T, dir string, c tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	var chain bytes.Buffer
+	for _, der := range c.Certificate {
+		_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "listener-cert.pem"), filepath.Join(dir, "listener-key.pem")
+	if err := os.WriteFile(certFile, chain.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
 
 func writeJSON(t *testing.T, path string, v any) {
@@ -192,8 +227,38 @@ func (e *env) dialFrom(t *testing.T, src string) *conn {
 	_ = nc.SetDeadline(time.Now().Add(60 * time.Second))
 	c := &conn{t: t, nc: nc, br: bufio.NewReader(nc)}
 	c.expect("220 ")
-	c.cmd("EHLO client.test", "250 ")
+	if kw := c.ehlo(); !strings.Contains(kw, "AUTH ") && strings.Contains(kw, "STARTTLS") {
+		// Outside trusted_networks AUTH needs TLS.
+		c.cmd("STARTTLS", "220 ")
+		tc := tls.Client(nc, &tls.Config{RootCAs: e.roots, ServerName: "127.0.0.1"})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("STARTTLS handshake: %v", err)
+		}
+		c.nc, c.br = tc, bufio.NewReader(tc)
+		c.ehlo()
+	}
 	return c
+}
+
+// ehlo sends EHLO and returns the reply's lines joined by newlines.
+func (c *conn) ehlo() string {
+	c.t.Helper()
+	c.send("EHLO client.test\r\n")
+	var lines []string
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("EHLO: %v", err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		lines = append(lines, l)
+		if !strings.HasPrefix(l, "250") {
+			c.t.Fatalf("EHLO: %q", lines)
+		}
+		if len(l) < 4 || l[3] != '-' {
+			return strings.Join(lines, "\n")
+		}
+	}
 }
 
 func (c *conn) send(s string) {

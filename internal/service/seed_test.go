@@ -29,7 +29,6 @@ func TestSeedFilesStartAndRefuseForeignSourceIPs(t *testing.T) {
 				},
 				Listen:        "127.0.0.1:0",
 				AuthFailDelay: -1,
-				BudgetDir:     t.TempDir(), // never write into testdata
 			})
 			if err != nil {
 				t.Fatal(err)

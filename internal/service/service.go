@@ -23,7 +23,6 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 // Options configure a Service. Zero values take the defaults noted.
@@ -49,9 +48,10 @@ type Options struct {
 	UpstreamTLS *tls.Config
 	// Admin configures the admin API and metrics (admin.go).
 	Admin AdminOptions
-	// BudgetDir holds budgets.json (budgets.go); "" means the directory
-	// of accounts.json.
-	BudgetDir string
+	// TLSPort is the implicit TLS listener's port (--tls-port), on the
+	// host of Listen; 0 means tls_port from config.json, -1 any free port
+	// (tests). listener.go.
+	TLSPort int
 }
 
 // Service is a running proxy.
@@ -63,6 +63,10 @@ type Service struct {
 	Relay *relay.Relay // nil in dry-run
 	srv   *smtpd.Server
 	ln    net.Listener
+	// Listener TLS (listener.go): the implicit TLS listener, nil without
+	// one, and the certificate, nil without TLS.
+	tlsLn   net.Listener
+	keyPair *smtpd.KeyPair
 
 	reloadMu sync.Mutex   // one Reload at a time
 	ready    atomic.Bool  // SMTP listener serving (readyz)
@@ -75,6 +79,8 @@ type Service struct {
 	// localIPs are this host's addresses, for validate_source_ip; nil
 	// when validation is off.
 	localIPs map[netip.Addr]bool
+	// tokens is the token state file and background renewal (tokens.go).
+	tokens tokenRuntime
 }
 
 // tokenHTTPClient is the one HTTP client every token source shares
@@ -179,14 +185,19 @@ func New(opts Options) (*Service, error) {
 	if opts.GlobalConcurrency > 0 {
 		maxConns = opts.GlobalConcurrency
 	}
-	s.srv = smtpd.New(smtpd.Config{
+	scfg := smtpd.Config{
 		Hostname:        g.SMTP.ServerHostname,
 		MaxMessageBytes: g.SMTP.MaxMessageBytes,
 		MaxRecipients:   g.SMTP.MaxRecipients,
 		MaxLineBytes:    g.SMTP.MaxLineBytes,
 		MaxConnections:  maxConns,
 		Logger:          log,
-	}, backend)
+	}
+	if err := s.listenerConfig(&scfg, g); err != nil { // listener.go: TLS, PROXY protocol, limits
+		s.Reg.Close()
+		return nil, err
+	}
+	s.srv = smtpd.New(scfg, backend)
 	if err := s.listenAdmin(); err != nil { // admin.go
 		s.Reg.Close()
 		return nil, err
@@ -201,6 +212,14 @@ func New(opts Options) (*Service, error) {
 			s.adminLn.Close()
 		}
 		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
+	}
+	if err := s.listenTLS(g); err != nil { // listener.go: implicit TLS
+		s.ln.Close()
+		s.Reg.Close()
+		if s.adminLn != nil {
+			s.adminLn.Close()
+		}
+		return nil, err
 	}
 	return s, nil
 }
@@ -235,18 +254,8 @@ func (s *Service) prepareTLS() error {
 
 func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
 	g := s.Snap.Global
-	tokens, err := token.NewSource(token.Config{
-		Account:       c.ID,
-		TokenURL:      c.TokenURL,
-		ClientID:      c.ClientID,
-		ClientSecret:  c.ClientSecret,
-		RefreshToken:  c.RefreshToken,
-		Scope:         c.Scope,
-		RefreshBuffer: g.TokenRefreshBuffer,
-		Timeout:       g.Timeouts.OAuth2,
-		HTTPClient:    s.opts.HTTPClient,
-		Logger:        s.log,
-	})
+	// Every grant type, persisted state, retry and breaker (tokens.go).
+	tokens, err := s.tokenSource(c, g)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +308,7 @@ func (s *Service) Run(ctx context.Context) error {
 			defer wg.Done()
 			serveErr = s.srv.Serve(srvCtx, s.ln)
 		}()
+		s.serveTLS(srvCtx, &wg) // listener.go
 		s.ready.Store(true)
 	}
 	wg.Add(1)
@@ -321,6 +331,7 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	stopTokens := s.startTokens() // tokens.go: background renewal, pre-warm, state file
 	<-ctx.Done()
 	s.log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
@@ -330,6 +341,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cancelSrv()
 	close(sweepDone)
 	wg.Wait()
+	stopTokens() // after the clients: their token requests end, rotations are saved
 	s.Reg.Close()
 	s.saveBudgets()
 	if errors.Is(serveErr, smtpd.ErrServerClosed) {

@@ -11,10 +11,19 @@ import (
 var (
 	errAuthCancelled = reply.New(501, "5.0.0", "Authentication cancelled")
 	errAuthSyntax    = reply.New(501, "5.5.2", "Invalid base64 or SASL response")
+	// RFC 3207 §4: AUTH before STARTTLS where TLS is required.
+	errNeedStartTLS = reply.New(530, "5.7.0", "Must issue a STARTTLS command first")
+	// RFC 4954 §6: no TLS on offer at all.
+	errNeedEncryption = reply.New(538, "5.7.11", "Encryption required for requested authentication mechanism")
+	errAuthLimited    = reply.New(421, "4.7.0", "Too many failed authentication attempts, try again later")
+	errAuthInvalid    = reply.New(535, "5.7.8", "Authentication credentials invalid")
 )
 
 // auth runs AUTH PLAIN or AUTH LOGIN (RFC 4954), each with and without an
-// initial response.
+// initial response. Outside Trusted it needs TLS, and failed attempts are
+// limited per client address and per username (Config); over a limit the
+// client gets 421 4.7.0 and is disconnected before any password is
+// checked, so guessing goes no further.
 func (c *conn) auth(ctx context.Context, arg string) {
 	switch {
 	case !c.ehlo:
@@ -25,6 +34,15 @@ func (c *conn) auth(ctx context.Context, arg string) {
 		return
 	case c.txn != nil:
 		c.replyBad(reply.New(503, "5.5.1", "AUTH not allowed during a mail transaction"))
+		return
+	case !c.authOffered() && c.srv.cfg.TLSConfig != nil:
+		c.replyBad(errNeedStartTLS)
+		return
+	case !c.authOffered():
+		c.replyBad(errNeedEncryption)
+		return
+	case !c.trusted && c.srv.auth.blockedIP(c.ipKey):
+		c.refuseAuth("address")
 		return
 	}
 	mech, ir, hasIR := strings.Cut(arg, " ")
@@ -44,8 +62,7 @@ func (c *conn) auth(ctx context.Context, arg string) {
 		// An authorization identity different from the user would mean
 		// "send as someone else"; we do not support proxy authorization.
 		if p.AuthzID != "" && p.AuthzID != p.User {
-			c.reply(reply.New(535, "5.7.8", "Authentication credentials invalid"))
-			c.bad++
+			c.authFailed(p.User, errAuthInvalid)
 			return
 		}
 		user, pass = p.User, p.Password
@@ -70,11 +87,19 @@ func (c *conn) auth(ctx context.Context, arg string) {
 		c.replyBad(errAuthSyntax)
 		return
 	}
+	if !c.trusted && c.srv.auth.blockedUser(user) {
+		c.refuseAuth("username")
+		return
+	}
 	sender, err := c.srv.backend.Login(ctx, &c.info, user, pass)
 	if err != nil {
 		r := reply.FromError(err, c.info.ID)
 		if r.Code == 451 && r.Enhanced == "4.3.0" {
 			r = reply.New(454, "4.7.0", "Temporary authentication failure (ref "+c.info.ID+")")
+		}
+		if r.Code == 535 {
+			c.authFailed(user, r)
+			return
 		}
 		c.reply(r)
 		if r.Permanent() {
@@ -85,6 +110,25 @@ func (c *conn) auth(ctx context.Context, arg string) {
 	c.sender = sender
 	c.log = c.log.With("account", sender.Name())
 	c.reply(reply.New(235, "2.7.0", "Authentication successful"))
+}
+
+// authFailed answers a credentials failure and counts it against the
+// client's address and the username.
+func (c *conn) authFailed(user string, r reply.Reply) {
+	c.srv.stats.authFailures.Add(1)
+	if !c.trusted {
+		c.srv.auth.fail(c.ipKey, user)
+	}
+	c.bad++
+	c.reply(r)
+}
+
+// refuseAuth ends the session of a client over an AUTH failure limit.
+func (c *conn) refuseAuth(which string) {
+	c.srv.stats.authRefused.Add(1)
+	c.log.Warn("AUTH refused: too many failures", "per", which)
+	c.reply(errAuthLimited)
+	c.quit = true
 }
 
 // authResponse returns the client's decoded response: the initial response

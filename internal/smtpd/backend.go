@@ -11,7 +11,8 @@ import (
 // ConnInfo describes a client connection to the backend.
 type ConnInfo struct {
 	ID     string         // short unique id, logged as conn_id
-	Remote netip.AddrPort // client address
+	Remote netip.AddrPort // client address (from the PROXY header behind a load balancer)
+	Proxy  netip.AddrPort // the load balancer's address; invalid without a PROXY header
 	TLS    bool           // the connection is encrypted
 	Helo   string         // the EHLO/HELO name the client gave
 }

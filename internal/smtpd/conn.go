@@ -7,24 +7,50 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/proxyproto"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 )
 
+// Replies made here for local decisions.
+var (
+	replyLineTooLong    = reply.New(500, "5.5.2", "Line too long")
+	replyNUL            = reply.New(501, "5.5.2", "NUL byte in command")
+	replyEightBit       = reply.New(501, "5.5.2", "8-bit data in command")
+	replyBadUTF8        = reply.New(501, "5.5.2", "Invalid UTF-8 in command")
+	replyUnknown        = reply.New(500, "5.5.2", "Syntax error, command unrecognized")
+	replyTooManyErrors  = reply.New(421, "4.7.0", "Too many errors, closing")
+	replyNoTLS          = reply.New(502, "5.5.1", "STARTTLS not available")
+	replyTLSActive      = reply.New(503, "5.5.1", "TLS already active")
+	replyStartTLSSyntax = reply.New(501, "5.5.4", "Syntax: STARTTLS")
+	replyStartTLSInTxn  = reply.New(503, "5.5.1", "STARTTLS not allowed during a mail transaction")
+	replyReadyTLS       = reply.New(220, "2.0.0", "Ready to start TLS")
+)
+
 // conn is one client connection. Only its serve goroutine touches its
-// fields, except stopping, which Shutdown sets.
+// fields, except raw and stopping, which Shutdown uses.
 type conn struct {
-	srv  *Server
-	ctx  context.Context // the connection's context, ended when serve returns
-	nc   net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	info ConnInfo
-	log  *slog.Logger
+	srv     *Server
+	ctx     context.Context // the connection's context, ended when serve returns
+	raw     net.Conn        // the TCP connection: deadlines and Close act here
+	nc      net.Conn        // raw, or the TLS connection over it
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	info    ConnInfo
+	log     *slog.Logger
+	baseLog *slog.Logger // log without the account, for after STARTTLS
+
+	implicitTLS bool         // ServeTLS: handshake before the greeting
+	trusted     bool         // the client address is in Config.Trusted
+	ipKey       netip.Prefix // the client's unit for per-address limits
+	admitted    bool         // counted in the per-address connection count
 
 	stopping atomic.Bool
 	idle     atomic.Bool // waiting for a command between transactions
@@ -42,96 +68,194 @@ type conn struct {
 	pending  []reply.Reply
 	line     []byte // long-line accumulator
 	quit     bool
+	werr     error // the first failed write: the client is gone or not reading
 }
 
 var errLineTooLong = errors.New("line too long")
 
-func newConn(s *Server, nc net.Conn, id string) *conn {
+func newConn(s *Server, nc net.Conn, id string, implicitTLS bool) *conn {
 	c := &conn{
-		srv: s,
-		nc:  nc,
-		br:  bufio.NewReaderSize(nc, 4096),
-		bw:  bufio.NewWriterSize(nc, 4096),
+		srv:         s,
+		raw:         nc,
+		nc:          nc,
+		br:          bufio.NewReaderSize(nc, 4096),
+		implicitTLS: implicitTLS,
 		info: ConnInfo{
 			ID:     id,
 			Remote: addrPort(nc.RemoteAddr()),
 		},
 	}
+	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 4096)
 	c.log = s.log.With("conn_id", id, "remote", c.info.Remote.String())
 	return c
+}
+
+// deadlineWriter writes to the session's current connection, each write
+// bounded by CommandTimeout: a client that stops reading cannot hold a
+// goroutine forever.
+type deadlineWriter struct{ c *conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.c.raw.SetWriteDeadline(time.Now().Add(w.c.srv.cfg.CommandTimeout))
+	n, err := w.c.nc.Write(p)
+	if err != nil && w.c.werr == nil {
+		w.c.werr = err
+	}
+	return n, err
 }
 
 func (c *conn) shutdown() {
 	c.stopping.Store(true)
 	if c.idle.Load() {
 		// Wake the blocked read; the loop answers 421 and closes.
-		_ = c.nc.SetReadDeadline(time.Now())
+		_ = c.raw.SetReadDeadline(time.Now())
 	}
 }
 
 func (c *conn) serve(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, func() { _ = c.raw.SetDeadline(time.Now()) })
 	defer stop()
-	defer c.nc.Close()
+	defer c.raw.Close()
+	defer c.recoverPanic()
 	defer c.endTxn()
-
-	c.log.Debug("connect")
-	c.reply(reply.New(220, "", c.srv.cfg.Hostname+" ESMTP xoauth2-proxy ready"))
 	c.ctx = ctx
+
+	if !c.start(ctx) {
+		return
+	}
+	defer c.srv.perIP.release(c.ipKey)
+	c.srv.stats.accepted.Add(1)
+	c.log.Debug("connect", "tls", c.info.TLS, "trusted", c.trusted)
+	c.reply(reply.New(220, "", c.srv.cfg.Hostname+" ESMTP xoauth2-proxy ready"))
 	for !c.quit {
 		if c.stopping.Load() && c.txn == nil {
 			c.reply(reply.New(421, "4.3.2", c.srv.cfg.Hostname+" shutting down"))
-			_ = c.bw.Flush()
+			_ = c.flush()
 			return
 		}
 		line, err := c.readLine(c.srv.cfg.MaxAuthBytes)
 		if err == errLineTooLong {
-			c.replyBad(reply.New(500, "5.5.2", "Line too long"))
-			continue
+			c.replyBad(replyLineTooLong)
+		} else if err != nil {
+			c.readFailed(err)
+			return
+		} else {
+			c.command(ctx, line)
 		}
-		if err != nil {
-			if c.stopping.Load() && isTimeout(err) {
-				c.reply(reply.New(421, "4.3.2", c.srv.cfg.Hostname+" shutting down"))
-			} else if isTimeout(err) {
-				c.reply(reply.New(421, "4.4.2", c.srv.cfg.Hostname+" timeout, closing"))
-			}
-			_ = c.bw.Flush()
-			if err != io.EOF && !isTimeout(err) {
-				c.log.Debug("read", "err", err)
+		if c.werr != nil {
+			if isTimeout(c.werr) {
+				c.srv.stats.timeouts.Add(1)
+				c.log.Info("closing: client does not read its replies")
 			}
 			return
 		}
-		c.command(ctx, line)
 		if c.bad >= c.srv.cfg.MaxBadCommands {
 			c.flushBatch(ctx)
-			c.reply(reply.New(421, "4.7.0", "Too many errors, closing"))
-			_ = c.bw.Flush()
+			c.srv.stats.tooManyErrors.Add(1)
+			c.log.Info("closing: too many errors", "errors", c.bad)
+			c.reply(replyTooManyErrors)
+			_ = c.flush()
 			return
 		}
 	}
 	c.flushBatch(ctx)
-	_ = c.bw.Flush()
+	_ = c.flush()
+}
+
+// readFailed ends the session after a failed read: 421 on a timeout or a
+// shutdown, silence when the client is gone.
+func (c *conn) readFailed(err error) {
+	switch {
+	case c.stopping.Load() && isTimeout(err):
+		c.reply(reply.New(421, "4.3.2", c.srv.cfg.Hostname+" shutting down"))
+	case isTimeout(err):
+		c.srv.stats.timeouts.Add(1)
+		c.log.Info("closing: client timeout")
+		c.reply(reply.New(421, "4.4.2", c.srv.cfg.Hostname+" timeout, closing"))
+	case err != io.EOF:
+		c.log.Debug("read", "err", err)
+	}
+	_ = c.flush()
+}
+
+// recoverPanic keeps one connection's bug from ending the process: the
+// connection is closed, the stack logged. Replies and logs never carry
+// secrets (secret.String redacts itself), so neither does the stack.
+func (c *conn) recoverPanic() {
+	if v := recover(); v != nil {
+		c.srv.stats.panics.Add(1)
+		c.log.Error("panic serving connection", "panic", v, "stack", string(debug.Stack()))
+	}
+}
+
+// start runs what comes before the greeting: the PROXY header from a
+// load balancer, the per-address connection cap, and the implicit TLS
+// handshake. It reports false when the connection must be closed.
+func (c *conn) start(ctx context.Context) bool {
+	cfg := &c.srv.cfg
+	peer := c.info.Remote
+	if len(cfg.ProxyProtocol) > 0 && inNetworks(peer.Addr(), cfg.ProxyProtocol) {
+		_ = c.raw.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
+		h, err := proxyproto.Read(c.br)
+		if err != nil {
+			c.srv.stats.proxyFailures.Add(1)
+			c.log.Warn("closing: no valid PROXY header from a load balancer", "err", err)
+			return false
+		}
+		if !h.Local {
+			c.srv.stats.proxied.Add(1)
+			c.info.Remote, c.info.Proxy = h.Source, peer
+			c.log = c.srv.log.With("conn_id", c.info.ID, "remote", h.Source.String(), "proxy", peer.String())
+		}
+	}
+	c.baseLog = c.log
+	c.trusted = inNetworks(c.info.Remote.Addr(), cfg.Trusted)
+	c.ipKey = ipKey(c.info.Remote.Addr())
+	if !c.srv.perIP.acquire(c.ipKey, cfg.MaxConnectionsPerIP) {
+		c.srv.stats.refusedPerIP.Add(1)
+		c.log.Warn("connection refused: per-address limit", "limit", cfg.MaxConnectionsPerIP)
+		if !c.implicitTLS {
+			c.reply(reply.New(421, "4.7.0", cfg.Hostname+" too many connections from your address, try again later"))
+			_ = c.flush()
+		}
+		return false
+	}
+	if c.implicitTLS {
+		// Bytes that came with the PROXY header belong to the handshake.
+		pre, _ := c.br.Peek(c.br.Buffered())
+		under := &prefixConn{Conn: c.raw, pre: append([]byte(nil), pre...)}
+		if err := c.handshake(ctx, under); err != nil {
+			c.srv.perIP.release(c.ipKey)
+			return false
+		}
+		c.srv.stats.implicitTLS.Add(1)
+	}
+	return true
 }
 
 func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
+// flush writes the queued replies.
+func (c *conn) flush() error { return c.bw.Flush() }
+
 // readLine returns the next line without its line end. Before blocking it
 // flushes pending replies: replies to a pipelined group go out together
-// (RFC 2920 §3.2). Lines over max are consumed and reported.
+// (RFC 2920 §3.2). Lines over max are consumed and reported. The whole
+// line must arrive within CommandTimeout, however slowly it trickles in.
 func (c *conn) readLine(max int) (string, error) {
 	if c.br.Buffered() == 0 {
 		c.flushBatch(c.ctx)
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flush(); err != nil {
 			return "", err
 		}
 		c.idle.Store(c.txn == nil)
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.CommandTimeout))
+		_ = c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.CommandTimeout))
 		if c.stopping.Load() && c.txn == nil {
-			_ = c.nc.SetReadDeadline(time.Now())
+			_ = c.raw.SetReadDeadline(time.Now())
 		}
 	}
 	c.line = c.line[:0]
@@ -181,16 +305,16 @@ func (c *conn) replyBad(r reply.Reply) {
 
 func (c *conn) command(ctx context.Context, line string) {
 	if strings.IndexByte(line, 0) >= 0 {
-		c.replyBad(reply.New(501, "5.5.2", "NUL byte in command"))
+		c.replyBad(replyNUL)
 		return
 	}
 	verb, arg := splitVerb(line)
 	if verb != "AUTH" && len(line) > c.srv.cfg.MaxCommandBytes {
-		c.replyBad(reply.New(500, "5.5.2", "Line too long"))
+		c.replyBad(replyLineTooLong)
 		return
 	}
 	if !isASCII(verb) {
-		c.replyBad(reply.New(500, "5.5.2", "Syntax error, command unrecognized"))
+		c.replyBad(replyEightBit)
 		return
 	}
 	switch verb {
@@ -200,6 +324,11 @@ func (c *conn) command(ctx context.Context, line string) {
 	}
 	// Any other command ends the pipelined envelope group first.
 	c.flushBatch(ctx)
+	if !isASCII(arg) {
+		// Only MAIL and RCPT may carry UTF-8 (RFC 6531).
+		c.replyBad(replyEightBit)
+		return
+	}
 	switch verb {
 	case "EHLO", "HELO":
 		c.hello(verb, arg)
@@ -216,15 +345,20 @@ func (c *conn) command(ctx context.Context, line string) {
 	case "VRFY":
 		c.reply(reply.New(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
 	case "STARTTLS":
-		c.replyBad(reply.New(502, "5.5.1", "STARTTLS not available"))
+		c.startTLS(ctx, arg)
 	case "BDAT":
 		c.replyBad(reply.New(502, "5.5.1", "CHUNKING not offered"))
 	case "HELP":
 		c.reply(reply.New(214, "2.0.0", "See RFC 5321"))
 	default:
-		c.replyBad(reply.New(500, "5.5.2", "Syntax error, command unrecognized"))
+		c.replyBad(replyUnknown)
 	}
 }
+
+// authOffered reports whether AUTH may be used now: under TLS, or from a
+// trusted network (the issue "Hostile input": no password in clear text
+// across a network).
+func (c *conn) authOffered() bool { return c.info.TLS || c.trusted }
 
 func (c *conn) hello(verb, arg string) {
 	name := strings.TrimSpace(arg)
@@ -248,7 +382,10 @@ func (c *conn) hello(verb, arg string) {
 		"ENHANCEDSTATUSCODES",
 		"SIZE " + itoa(cfg.MaxMessageBytes),
 	}
-	if c.sender == nil {
+	if cfg.TLSConfig != nil && !c.info.TLS {
+		lines = append(lines, "STARTTLS")
+	}
+	if c.sender == nil && c.authOffered() {
 		lines = append(lines, "AUTH PLAIN LOGIN")
 	}
 	c.reply(reply.Reply{Code: 250, Lines: lines})
@@ -258,6 +395,10 @@ func (c *conn) hello(verb, arg string) {
 // batch while the client has more input buffered (it pipelined), and the
 // batch goes to the Txn at once; local refusals are interleaved in order.
 func (c *conn) envelope(ctx context.Context, verb, arg string) {
+	if !utf8.ValidString(arg) {
+		c.replyBadLocal(ctx, replyBadUTF8)
+		return
+	}
 	switch verb {
 	case "MAIL":
 		if c.sender == nil {
@@ -392,15 +533,35 @@ func (c *conn) flushBatch(ctx context.Context) {
 	}
 }
 
-// body relays the message after a 354.
+// body relays the message after a 354. Each wait for more of the body is
+// bounded by DataBlockTimeout and the whole phase, the upstream's final
+// reply included, by DataTimeout (RFC 5321 §4.5.3.2.5, §4.5.3.2.6).
 func (c *conn) body(ctx context.Context) {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.DataTimeout))
-	dr := newDataReader(c.br, c.bw.Flush, c.srv.cfg.MaxMessageBytes, c.srv.cfg.MaxLineBytes)
-	r := c.txn.Data(ctx, dr)
+	cfg := &c.srv.cfg
+	end := time.Now().Add(cfg.DataTimeout)
+	dctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	wait := func() error {
+		if err := c.flush(); err != nil {
+			return err
+		}
+		dl := time.Now().Add(cfg.DataBlockTimeout)
+		if end.Before(dl) {
+			dl = end
+		}
+		return c.raw.SetReadDeadline(dl)
+	}
+	dr := newDataReader(c.br, wait, cfg.MaxMessageBytes, cfg.MaxLineBytes)
+	r := c.txn.Data(dctx, dr)
 	if err := dr.drain(); err != nil {
-		// The client is gone; nothing more to say.
+		// The client is gone or too slow; the transaction is abandoned.
 		c.quit = true
 		c.endTxn()
+		if isTimeout(err) {
+			c.srv.stats.timeouts.Add(1)
+			c.log.Info("closing: client timeout in DATA")
+			c.reply(reply.New(421, "4.4.2", cfg.Hostname+" timeout, closing"))
+		}
 		return
 	}
 	c.reply(r)

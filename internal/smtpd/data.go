@@ -25,11 +25,13 @@ var (
 // rest of the body must then be consumed with drain so the session stays in
 // step with the client.
 type dataReader struct {
-	br      *bufio.Reader
-	flush   func() error // pushes pending replies out before blocking on input
-	max     int64        // bytes of message; 0 = unlimited
-	maxLine int          // bytes per line, CRLF excluded; 0 = unlimited
-	n       int64        // message bytes produced so far
+	br *bufio.Reader
+	// wait runs before each blocking read: it pushes pending replies out
+	// and sets the read deadline (DataBlockTimeout, DataTimeout).
+	wait    func() error
+	max     int64 // bytes of message; 0 = unlimited
+	maxLine int   // bytes per line, CRLF excluded; 0 = unlimited
+	n       int64 // message bytes produced so far
 	lineLen int
 	state   dataState
 	err     error // limit error, sticky
@@ -53,8 +55,8 @@ const (
 	stDotCR                  // after a leading ".\r"
 )
 
-func newDataReader(br *bufio.Reader, flush func() error, max int64, maxLine int) *dataReader {
-	return &dataReader{br: br, flush: flush, max: max, maxLine: maxLine}
+func newDataReader(br *bufio.Reader, wait func() error, max int64, maxLine int) *dataReader {
+	return &dataReader{br: br, wait: wait, max: max, maxLine: maxLine}
 }
 
 // Read implements io.Reader. It returns io.EOF at the end of data, or the
@@ -102,7 +104,7 @@ func (d *dataReader) drain() error {
 // blocks for input only when nothing is buffered.
 func (d *dataReader) step(p []byte) int {
 	if d.br.Buffered() == 0 {
-		if err := d.flush(); err != nil {
+		if err := d.wait(); err != nil {
 			d.ioErr = err
 			return 0
 		}

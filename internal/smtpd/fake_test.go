@@ -18,13 +18,18 @@ import (
 // fakeBackend accepts alice/pw, refuses others, and relays into memory.
 // Recipients whose local part starts with "bad" are refused with 550.
 type fakeBackend struct {
-	mu       sync.Mutex
-	batches  [][]smtpd.Command
-	messages [][]byte
-	beginErr error
+	mu         sync.Mutex
+	batches    [][]smtpd.Command
+	messages   [][]byte
+	beginErr   error
+	logins     []smtpd.ConnInfo // every Login's connection, in order
+	dataErrors int              // bodies whose reading failed
 }
 
-func (b *fakeBackend) Login(_ context.Context, _ *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
+func (b *fakeBackend) Login(_ context.Context, c *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
+	b.mu.Lock()
+	b.logins = append(b.logins, *c)
+	b.mu.Unlock()
 	switch {
 	case user == "alice" && pass == "pw":
 		return &fakeSender{b: b}, nil
@@ -84,6 +89,9 @@ func (t *fakeTxn) Envelope(_ context.Context, cmds []smtpd.Command) []reply.Repl
 func (t *fakeTxn) Data(_ context.Context, r io.Reader) reply.Reply {
 	b, err := io.ReadAll(r)
 	if err != nil {
+		t.b.mu.Lock()
+		t.b.dataErrors++
+		t.b.mu.Unlock()
 		return reply.FromError(err, "x")
 	}
 	t.b.mu.Lock()
@@ -99,6 +107,16 @@ func (t *fakeTxn) Close() {
 	t.closed = true
 }
 
+// lastLogin returns the connection of the latest Login.
+func (b *fakeBackend) lastLogin() smtpd.ConnInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.logins) == 0 {
+		return smtpd.ConnInfo{}
+	}
+	return b.logins[len(b.logins)-1]
+}
+
 func (b *fakeBackend) lastMessage() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -111,22 +129,48 @@ func (b *fakeBackend) lastMessage() []byte {
 // startServer runs a server on loopback and returns its address.
 func startServer(t *testing.T, cfg smtpd.Config, b smtpd.Backend) string {
 	t.Helper()
+	_, addr, _ := startServers(t, cfg, b, false)
+	return addr
+}
+
+// startServers runs a server with a plain listener and, with implicitTLS,
+// a second one for ServeTLS (tlsAddr is "" without). Both listen on
+// 127.0.0.1 and accept from any loopback address. At the end the server
+// is shut down and must not have recovered from a panic (the fakes panic
+// on misuse).
+func startServers(t *testing.T, cfg smtpd.Config, b smtpd.Backend, implicitTLS bool) (srv *smtpd.Server, addr, tlsAddr string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := smtpd.New(cfg, b)
+	srv = smtpd.New(cfg, b)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ctx, ln) })
+	if implicitTLS {
+		tln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tlsAddr = tln.Addr().String()
+		wg.Go(func() {
+			if err := srv.ServeTLS(ctx, tln); !errors.Is(err, smtpd.ErrServerClosed) {
+				t.Errorf("ServeTLS: %v", err)
+			}
+		})
+	}
 	t.Cleanup(func() {
 		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c2()
 		_ = srv.Shutdown(sctx)
 		cancel()
-		<-done
+		wg.Wait()
+		if n := srv.Stats().Panics; n > 0 {
+			t.Errorf("server recovered from %d panics", n)
+		}
 	})
-	return ln.Addr().String()
+	return srv, ln.Addr().String(), tlsAddr
 }
 
 // client is a raw SMTP client for dialog tests.
@@ -136,9 +180,16 @@ type client struct {
 	br *bufio.Reader
 }
 
-func dial(t *testing.T, addr string) *client {
+func dial(t *testing.T, addr string) *client { return dialFrom(t, addr, "") }
+
+// dialFrom connects from the loopback address src ("" for any).
+func dialFrom(t *testing.T, addr, src string) *client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

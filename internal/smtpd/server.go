@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -16,18 +17,58 @@ import (
 
 // Config holds the server's limits. Zero values take the defaults noted.
 type Config struct {
-	Hostname        string        // banner and EHLO name; default "xoauth2-proxy"
-	MaxMessageBytes int64         // SIZE; default 50 MiB
-	MaxRecipients   int           // per message; default 1000
-	MaxLineBytes    int           // body line length, CRLF excluded; default 10000
-	MaxCommandBytes int           // command line; default 2048 (RFC 5321 §4.5.3.1.4 allows 512, clients send more)
-	MaxAuthBytes    int           // AUTH lines, which carry long tokens; default 12288
-	MaxConnections  int           // open client connections; over it: 421 4.7.0 and close. Default 10000
-	MaxBadCommands  int           // unknown or invalid commands per connection before 421; default 20
-	CommandTimeout  time.Duration // wait for a command; default 5m (RFC 5321 §4.5.3.2.7)
-	DataTimeout     time.Duration // whole DATA body; default 10m
-	Logger          *slog.Logger  // nil: discard
+	Hostname        string // banner and EHLO name; default "xoauth2-proxy"
+	MaxMessageBytes int64  // SIZE; default 50 MiB
+	MaxRecipients   int    // per message; default 1000
+	MaxLineBytes    int    // body line length, CRLF excluded; default 10000
+	MaxCommandBytes int    // command line; default 2048 (RFC 5321 §4.5.3.1.4 allows 512, clients send more)
+	MaxAuthBytes    int    // AUTH lines, which carry long tokens; default 12288
+	MaxConnections  int    // open client connections; over it: 421 4.7.0 and close. Default 10000
+	// MaxConnectionsPerIP caps the open connections of one client address
+	// (IPv6: one /64), counted after the PROXY header; over it: 421 4.7.0
+	// and close. Default 1000.
+	MaxConnectionsPerIP int
+	MaxBadCommands      int // unknown or invalid commands per connection before 421; default 20
+	// MaxAuthFailuresPerIP and MaxAuthFailuresPerUser are the failed AUTH
+	// attempts (535) allowed in one minute per client address (IPv6: /64)
+	// and per username; beyond them AUTH gets 421 4.7.0 and the
+	// connection closes, before any password is checked. Successful AUTH
+	// does not count. Clients in Trusted are exempt. Default 10 each.
+	MaxAuthFailuresPerIP   int
+	MaxAuthFailuresPerUser int
+	// CommandTimeout bounds the wait for the greeting's first command and
+	// every later one, and each write to the client; default 5m (RFC 5321
+	// §4.5.3.2.7).
+	CommandTimeout time.Duration
+	// DataBlockTimeout bounds each wait for more of the message body;
+	// default 3m (RFC 5321 §4.5.3.2.5).
+	DataBlockTimeout time.Duration
+	// DataTimeout bounds the whole DATA phase, body and the upstream's
+	// final reply; default 10m (RFC 5321 §4.5.3.2.6).
+	DataTimeout time.Duration
+	// HandshakeTimeout bounds a TLS handshake (implicit TLS and STARTTLS)
+	// and the wait for a PROXY header; default 1m.
+	HandshakeTimeout time.Duration
+	// TLSConfig enables STARTTLS and ServeTLS. Use one with
+	// GetCertificate (KeyPair.TLSConfig) so certificates can be replaced
+	// without a restart. nil: no STARTTLS; AUTH only from Trusted.
+	TLSConfig *tls.Config
+	// Trusted networks may AUTH without TLS and are exempt from the AUTH
+	// failure limits. nil means loopback (127.0.0.0/8, ::1); an empty,
+	// non-nil slice trusts no network.
+	Trusted []netip.Prefix
+	// ProxyProtocol lists the load balancers whose connections start with
+	// a PROXY protocol header (v1 or v2); the client address in it then
+	// counts for Trusted and the limits. Connections from other addresses
+	// are served as direct ones, a header from them being an unknown
+	// command. Empty: PROXY protocol off.
+	ProxyProtocol []netip.Prefix
+	// Now is the clock of the AUTH failure limits; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger // nil: discard
 }
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
 func (c *Config) setDefaults() {
 	if c.Hostname == "" {
@@ -51,18 +92,63 @@ func (c *Config) setDefaults() {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = 10000
 	}
+	if c.MaxConnectionsPerIP == 0 {
+		c.MaxConnectionsPerIP = 1000
+	}
 	if c.MaxBadCommands == 0 {
 		c.MaxBadCommands = 20
+	}
+	if c.MaxAuthFailuresPerIP == 0 {
+		c.MaxAuthFailuresPerIP = 10
+	}
+	if c.MaxAuthFailuresPerUser == 0 {
+		c.MaxAuthFailuresPerUser = 10
 	}
 	if c.CommandTimeout == 0 {
 		c.CommandTimeout = 5 * time.Minute
 	}
+	if c.DataBlockTimeout == 0 {
+		c.DataBlockTimeout = 3 * time.Minute
+	}
 	if c.DataTimeout == 0 {
 		c.DataTimeout = 10 * time.Minute
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = time.Minute
+	}
+	if c.Trusted == nil {
+		c.Trusted = loopback
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// Stats are the server's counters since New.
+type Stats struct {
+	Open           int64 // open client connections now
+	Accepted       int64 // connections served (past the caps)
+	RefusedLimit   int64 // refused over MaxConnections
+	RefusedPerIP   int64 // refused over MaxConnectionsPerIP
+	AuthRefused    int64 // AUTH refused with 421 over the failure limits
+	Timeouts       int64 // connections closed for a timeout
+	TooManyErrors  int64 // connections closed over MaxBadCommands
+	TLSFailures    int64 // failed TLS handshakes (implicit and STARTTLS)
+	ProxyFailures  int64 // connections from a load balancer without a valid PROXY header
+	Panics         int64 // connections ended by a recovered panic
+	AuthFailures   int64 // AUTH attempts answered 535
+	StartTLS       int64 // successful STARTTLS
+	ImplicitTLS    int64 // successful implicit TLS handshakes
+	ProxiedClients int64 // connections whose client address came from a PROXY header
+}
+
+type counters struct {
+	accepted, refusedLimit, refusedPerIP, authRefused, timeouts, tooManyErrors atomic.Int64
+	tlsFailures, proxyFailures, panics, authFailures, startTLS, implicitTLS    atomic.Int64
+	proxied                                                                    atomic.Int64
 }
 
 // Server accepts client connections and serves SMTP on them.
@@ -70,6 +156,9 @@ type Server struct {
 	cfg     Config
 	backend Backend
 	log     *slog.Logger
+	stats   counters
+	auth    *authLimiter
+	perIP   ipCounter
 
 	open   atomic.Int64 // open connections
 	nextID atomic.Uint64
@@ -84,6 +173,9 @@ type Server struct {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("smtpd: server closed")
 
+// ErrNoTLS is returned by ServeTLS when Config.TLSConfig is nil.
+var ErrNoTLS = errors.New("smtpd: ServeTLS needs Config.TLSConfig")
+
 // New returns a server using backend for AUTH and relaying.
 func New(cfg Config, backend Backend) *Server {
 	cfg.setDefaults()
@@ -91,6 +183,8 @@ func New(cfg Config, backend Backend) *Server {
 		cfg:       cfg,
 		backend:   backend,
 		log:       cfg.Logger,
+		auth:      newAuthLimiter(cfg.Now, cfg.MaxAuthFailuresPerIP, cfg.MaxAuthFailuresPerUser),
+		perIP:     ipCounter{n: make(map[netip.Prefix]int)},
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
@@ -99,9 +193,45 @@ func New(cfg Config, backend Backend) *Server {
 // Open returns the number of open client connections.
 func (s *Server) Open() int64 { return s.open.Load() }
 
-// Serve accepts connections on ln until Shutdown or ctx ends. Connection
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Open:           s.open.Load(),
+		Accepted:       c.accepted.Load(),
+		RefusedLimit:   c.refusedLimit.Load(),
+		RefusedPerIP:   c.refusedPerIP.Load(),
+		AuthRefused:    c.authRefused.Load(),
+		Timeouts:       c.timeouts.Load(),
+		TooManyErrors:  c.tooManyErrors.Load(),
+		TLSFailures:    c.tlsFailures.Load(),
+		ProxyFailures:  c.proxyFailures.Load(),
+		Panics:         c.panics.Load(),
+		AuthFailures:   c.authFailures.Load(),
+		StartTLS:       c.startTLS.Load(),
+		ImplicitTLS:    c.implicitTLS.Load(),
+		ProxiedClients: c.proxied.Load(),
+	}
+}
+
+// Serve accepts connections on ln until Shutdown or ctx ends and serves
+// SMTP on them, with STARTTLS when Config.TLSConfig is set. Connection
 // contexts derive from ctx.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, false)
+}
+
+// ServeTLS is Serve for implicit TLS (RFC 8314, port 465): each
+// connection starts with a TLS handshake, after the PROXY header if one is
+// expected.
+func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
+	if s.cfg.TLSConfig == nil {
+		return ErrNoTLS
+	}
+	return s.serve(ctx, ln, true)
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -141,26 +271,33 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		s.startConn(ctx, nc)
+		s.startConn(ctx, nc, implicitTLS)
 	}
 }
 
-func (s *Server) startConn(ctx context.Context, nc net.Conn) {
+func (s *Server) startConn(ctx context.Context, nc net.Conn, implicitTLS bool) {
 	if s.open.Add(1) > int64(s.cfg.MaxConnections) {
 		s.open.Add(-1)
-		// Polite overload: say why, then close (RFC 5321 §3.8).
-		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = nc.Write(reply.New(421, "4.7.0", s.cfg.Hostname+" too many connections, try again later").Append(nil))
+		s.stats.refusedLimit.Add(1)
+		// Polite overload: say why, then close (RFC 5321 §3.8). A client
+		// expecting TLS could not read the reply; it is just closed.
+		if !implicitTLS {
+			_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = nc.Write(reply.New(421, "4.7.0", s.cfg.Hostname+" too many connections, try again later").Append(nil))
+		}
 		_ = nc.Close()
 		s.log.Warn("connection refused: limit", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
 		return
 	}
-	c := newConn(s, nc, "c"+strconv.FormatUint(s.nextID.Add(1), 36))
+	c := newConn(s, nc, "c"+strconv.FormatUint(s.nextID.Add(1), 36), implicitTLS)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		s.open.Add(-1)
-		_, _ = nc.Write(reply.New(421, "4.3.2", "shutting down").Append(nil))
+		if !implicitTLS {
+			_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = nc.Write(reply.New(421, "4.3.2", "shutting down").Append(nil))
+		}
 		nc.Close()
 		return
 	}
@@ -199,7 +336,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for c := range s.conns {
-			c.nc.Close()
+			c.raw.Close()
 		}
 		s.mu.Unlock()
 		<-done
@@ -213,5 +350,5 @@ func addrPort(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

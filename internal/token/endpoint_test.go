@@ -1,6 +1,7 @@
 package token_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -110,4 +111,15 @@ func mustSource(t *testing.T, cfg token.Config) *token.Source {
 		t.Fatalf("NewSource: %v", err)
 	}
 	return s
+}
+
+func secretOf(s string) secret.String { return secret.New(s) }
+
+func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
+	return context.WithCancel(t.Context())
+}
+
+// fixed is a Refresher's source list that never changes.
+func fixed(list ...*token.Source) func() []*token.Source {
+	return func() []*token.Source { return list }
 }

@@ -42,6 +42,11 @@ func TestToken_errorResponses(t *testing.T) {
 		{name: "unauthorized_client 400", status: 400, body: `{"error":"unauthorized_client","error_description":"Unauthorized"}`, wantCode: "unauthorized_client", wantDesc: "Unauthorized", wantFinal: true},
 		{name: "invalid_client 401", status: 401, body: `{"error":"invalid_client","error_description":"The OAuth client was not found."}`, wantCode: "invalid_client", wantDesc: "not found", wantFinal: true},
 		{name: "invalid_request not final", status: 400, body: `{"error":"invalid_request","error_description":"AADSTS900144: missing scope"}`, wantCode: "invalid_request", wantDesc: "AADSTS900144"},
+		{name: "AADSTS revoked under another error code", status: 400, body: `{"error":"invalid_request","error_description":"AADSTS50173: The provided grant has expired due to it being revoked."}`, wantCode: "invalid_request", wantDesc: "AADSTS50173", wantFinal: true},
+		{name: "AADSTS consent missing", status: 400, body: `{"error":"consent_required","error_description":"AADSTS65001: The user or administrator has not consented."}`, wantCode: "consent_required", wantDesc: "AADSTS65001", wantFinal: true},
+		{name: "AADSTS MFA required", status: 400, body: `{"error":"interaction_required","error_description":"AADSTS50076: Due to a configuration change you must use multi-factor authentication."}`, wantCode: "interaction_required", wantDesc: "AADSTS50076", wantFinal: true},
+		{name: "AADSTS secret expired", status: 401, body: `{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys are expired."}`, wantCode: "invalid_client", wantDesc: "AADSTS7000222", wantFinal: true},
+		{name: "AADSTS transient beats invalid_grant", status: 400, body: `{"error":"invalid_grant","error_description":"AADSTS90033: A transient error has occurred. Please try again."}`, wantCode: "invalid_grant", wantDesc: "AADSTS90033"},
 		{name: "500 not final", status: 500, body: `{"error":"server_error"}`, wantCode: "server_error", wantText: "refresh gmail_1: token endpoint: 500 server_error"},
 		{name: "500 with invalid_grant not final", status: 500, body: `{"error":"invalid_grant"}`, wantCode: "invalid_grant"},
 		{name: "429 not final", status: 429, body: `{"error":"rate_limit_exceeded","error_description":"slow down"}`, wantCode: "rate_limit_exceeded", wantDesc: "slow down"},
@@ -89,12 +94,12 @@ func TestToken_errorResponses(t *testing.T) {
 	}
 }
 
-func TestToken_finalErrorHeldForAMinute(t *testing.T) {
+func TestToken_finalErrorStopsRequestsUntilReset(t *testing.T) {
 	t.Parallel()
 	c := newClock()
 	e := newEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		if n == 3 {
-			okToken(w, r, n) // e.g. the grant was restored
+		if n == 2 {
+			okToken(w, r, n) // e.g. the user consented again
 			return
 		}
 		reply(w, 400, `{"error":"invalid_grant","error_description":"Bad Request"}`)
@@ -104,25 +109,29 @@ func TestToken_finalErrorHeldForAMinute(t *testing.T) {
 	if !errors.Is(err, token.ErrFinal) {
 		t.Fatalf("Token = %v, %v; want a Final error", first, err)
 	}
-	c.Advance(59 * time.Second)
-	for _, call := range []func() error{
-		func() error { _, err := s.Token(t.Context()); return err },
-		func() error { _, err := s.Refresh(t.Context(), secret.String{}); return err },
-	} {
-		if err2 := call(); err2 != err {
-			t.Errorf("within a minute got %v, want the held error %v", err2, err)
+	for _, wait := range []time.Duration{time.Second, time.Minute, 24 * time.Hour} {
+		c.Advance(wait)
+		for _, call := range []func() error{
+			func() error { _, err := s.Token(t.Context()); return err },
+			func() error { _, err := s.Refresh(t.Context(), secret.String{}); return err },
+		} {
+			if err2 := call(); err2 != err {
+				t.Errorf("after %v got %v, want the held error %v", wait, err2, err)
+			}
 		}
 	}
 	if n := e.count(); n != 1 {
-		t.Errorf("%d requests within a minute of a Final error, want 1", n)
+		t.Errorf("%d requests after a Final error, want 1", n)
 	}
-	c.Advance(time.Second)
-	if _, err := s.Token(t.Context()); !errors.Is(err, token.ErrFinal) || e.count() != 2 {
-		t.Errorf("after a minute: %v, %d requests; want a new attempt", err, e.count())
+	if st := s.Status(); st.State != token.StateNeedsConsent || !strings.Contains(st.LastError, "invalid_grant") || !st.NextRefresh.IsZero() {
+		t.Errorf("Status = %+v, want needs_consent with the provider's error and no next refresh", st)
 	}
-	c.Advance(time.Minute)
-	if tok, err := s.Token(t.Context()); err != nil || tok.Access.Reveal() != "at-3" {
-		t.Errorf("after recovery: %v, %v", tok.Access.Reveal(), err)
+	s.Reset()
+	if tok, err := s.Token(t.Context()); err != nil || tok.Access.Reveal() != "at-2" {
+		t.Errorf("after Reset: %v, %v", tok.Access.Reveal(), err)
+	}
+	if st := s.Status(); st.State != token.StateOK || st.LastError != "" || st.Failures != 0 {
+		t.Errorf("Status after recovery = %+v", st)
 	}
 }
 

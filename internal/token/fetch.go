@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -65,18 +64,13 @@ type grant struct {
 	expiresIn time.Duration
 }
 
-// fetch performs one refresh_token grant with refresh (RFC 6749 §6) and
-// returns the new tokens or an *Error (see grant for what it holds then).
-func (s *Source) fetch(ctx context.Context, refresh secret.String) (grant, error) {
-	form := url.Values{}
-	form.Set("grant_type", "refresh_token")
-	form.Set("refresh_token", refresh.Reveal())
-	form.Set("client_id", s.cfg.ClientID)
-	if !s.cfg.ClientSecret.Empty() {
-		form.Set("client_secret", s.cfg.ClientSecret.Reveal())
-	}
-	if s.cfg.Scope != "" {
-		form.Set("scope", s.cfg.Scope)
+// fetch performs one token request with the refresh token rt (used by the
+// refresh_token grant only), sent at now, and returns the new tokens or an
+// *Error (see grant for what it holds then).
+func (s *Source) fetch(ctx context.Context, rt secret.String, now time.Time) (grant, error) {
+	form, masks, err := s.form(rt, now)
+	if err != nil {
+		return grant{}, s.errorf(0, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -96,16 +90,45 @@ func (s *Source) fetch(ctx context.Context, refresh secret.String) (grant, error
 	if err != nil {
 		return grant{}, s.errorf(resp.StatusCode, fmt.Errorf("read response: %w", err))
 	}
-	return s.parseResponse(resp.StatusCode, body, refresh)
+	g, err := s.parseResponse(resp.StatusCode, body, masks)
+	if e, ok := err.(*Error); ok && resp.StatusCode >= 300 {
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), s.now())
+	}
+	if s.cfg.AuthType != AuthRefreshToken {
+		// Only the refresh_token grant rotates anything; a refresh_token in
+		// another grant's response is not ours to keep.
+		g.refresh = ""
+	}
+	return g, err
+}
+
+// maxRetryAfter caps what a Retry-After may impose, so that a broken
+// endpoint cannot park an account for days.
+const maxRetryAfter = time.Hour
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP-date
+// (RFC 9110 §10.2.3). Zero when absent, unparsable or in the past.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		d = time.Duration(min(max(n, 0), int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
 }
 
 // parseResponse turns a token endpoint's status and body into a grant or an
-// *Error. refresh is the refresh token that was sent, to be masked in any
+// *Error. masks are the credentials that were sent, to be masked in any
 // text the endpoint echoes. The fuzz test drives this through a fake
 // transport.
-func (s *Source) parseResponse(status int, body []byte, refresh secret.String) (grant, error) {
+func (s *Source) parseResponse(status int, body []byte, masks []secret.String) (grant, error) {
 	if status < 200 || status > 299 {
-		return grant{}, s.errorResponse(status, body, refresh)
+		return grant{}, s.errorResponse(status, body, masks)
 	}
 	if len(body) > maxResponseBytes {
 		return grant{}, s.errorf(status, fmt.Errorf("response larger than %d bytes", maxResponseBytes))
@@ -126,7 +149,7 @@ func (s *Source) parseResponse(status int, body []byte, refresh secret.String) (
 		// Never quote a success body: it may hold a token.
 		return g, s.errorf(status, fmt.Errorf("decode response: %w", err))
 	case r.AccessToken == "" && r.Error != "": // some endpoints report errors with 200
-		return grant{}, s.errorResponse(status, body, refresh)
+		return grant{}, s.errorResponse(status, body, masks)
 	case r.AccessToken == "":
 		return g, s.errorf(status, errors.New("response has no access_token"))
 	case !validToken(r.AccessToken):
@@ -143,17 +166,16 @@ func (s *Source) parseResponse(status int, body []byte, refresh secret.String) (
 
 // errorResponse builds the *Error for an OAuth error response (RFC 6749 §5.2)
 // or, when the body is not one, for whatever the endpoint sent instead.
-func (s *Source) errorResponse(status int, body []byte, refresh secret.String) *Error {
+func (s *Source) errorResponse(status int, body []byte, secrets []secret.String) *Error {
 	e := &Error{Account: s.cfg.Account, Status: status}
 	var r struct {
 		Error            string `json:"error"`
 		ErrorDescription string `json:"error_description"`
 	}
-	secrets := []secret.String{s.cfg.ClientSecret, refresh}
 	if json.Unmarshal(body, &r) == nil && r.Error != "" {
 		e.Code = sanitize(r.Error, maxCodeBytes, secrets...)
 		e.Description = sanitize(r.ErrorDescription, maxDescriptionBytes, secrets...)
-		e.Final = isFinal(status, r.Error)
+		e.Final = isFinal(status, r.Error, r.ErrorDescription)
 		return e
 	}
 	// Mask secrets in the whole body before cutting, so that no part of one

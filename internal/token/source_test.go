@@ -112,8 +112,8 @@ func TestToken_cachedUntilExpiryMinusBuffer(t *testing.T) {
 		expiresIn int
 		refreshAt time.Duration // after the first request
 	}{
-		{"default buffer 300s", 0, 3600, 3300 * time.Second},
-		{"buffer 600s", 600 * time.Second, 3600, 3000 * time.Second},
+		{"default buffer 600s", 0, 3600, 3000 * time.Second},
+		{"buffer 300s", 300 * time.Second, 3600, 3300 * time.Second},
 		{"short token: half its lifetime", 0, 120, 60 * time.Second},
 	}
 	for _, tc := range tests {

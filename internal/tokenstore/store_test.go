@@ -1,0 +1,317 @@
+package tokenstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/tokenstore"
+)
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func open(t *testing.T, dir string) *tokenstore.Store {
+	t.Helper()
+	s, err := tokenstore.Open(tokenstore.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func entry(rt, at string) tokenstore.Entry {
+	return tokenstore.Entry{
+		Credential:   "v1:abc",
+		RefreshToken: secret.New(rt),
+		AccessToken:  secret.New(at),
+		Expiry:       t0.Add(time.Hour),
+		Obtained:     t0,
+		LastUsed:     t0.Add(time.Minute),
+	}
+}
+
+func TestStore_putSyncSurvivesReopen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, dir)
+	want := entry("M.rotated-1", "EwB.access-1")
+	want.State, want.LastError = tokenstore.StateNeedsConsent, "400 invalid_grant: AADSTS700082"
+	if err := s.PutSync("ms_1", want); err != nil {
+		t.Fatalf("PutSync: %v", err)
+	}
+	got, ok := open(t, dir).Get("ms_1")
+	if !ok {
+		t.Fatal("entry lost across reopen")
+	}
+	if got.RefreshToken.Reveal() != "M.rotated-1" || got.AccessToken.Reveal() != "EwB.access-1" ||
+		!got.Expiry.Equal(want.Expiry) || !got.Obtained.Equal(want.Obtained) || !got.LastUsed.Equal(want.LastUsed) ||
+		got.State != want.State || got.LastError != want.LastError || got.Credential != want.Credential || got.Updated.IsZero() {
+		t.Errorf("reopened entry %+v, want %+v", got, want)
+	}
+}
+
+func TestStore_putIsBufferedUntilFlush(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, dir)
+	for i := range 1000 {
+		s.Put(fmt.Sprintf("acct_%d", i), entry("", fmt.Sprintf("at-%d", i)))
+	}
+	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Put wrote the file at once (stat: %v)", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := open(t, dir).Len(); n != 1000 {
+		t.Errorf("reopened %d entries, want 1000", n)
+	}
+}
+
+func TestStore_runFlushesInBackground(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := tokenstore.Open(tokenstore.Options{Dir: dir, FlushInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	s.Put("a", entry("", "at"))
+	waitFor(t, func() bool { _, err := os.Stat(s.Path()); return err == nil })
+	cancel()
+	<-done
+	if _, ok := open(t, dir).Get("a"); !ok {
+		t.Error("background flush lost the entry")
+	}
+}
+
+func TestStore_concurrentPutSyncAllDurable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, dir)
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			if err := s.PutSync(fmt.Sprintf("acct_%d", i), entry(fmt.Sprintf("rt-%d", i), "")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	r := open(t, dir)
+	for i := range 200 {
+		if e, ok := r.Get(fmt.Sprintf("acct_%d", i)); !ok || e.RefreshToken.Reveal() != fmt.Sprintf("rt-%d", i) {
+			t.Fatalf("acct_%d: %v %v", i, e.RefreshToken.Reveal(), ok)
+		}
+	}
+}
+
+func TestStore_modes(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	s := open(t, dir)
+	if err := s.PutSync("a", entry("rt", "at")); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, s.Path(): 0o600, s.Path() + ".lock": 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %04o, want %04o", path, got, want)
+		}
+	}
+	// A file someone made readable is tightened on open.
+	if err := os.Chmod(s.Path(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open(t, dir)
+	if fi, _ := os.Stat(s.Path()); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode after reopen %04o, want 0600", fi.Mode().Perm())
+	}
+}
+
+// TestStore_twoProcessesMerge: two stores on one file (as two processes
+// would be) keep each other's entries; for one account the later wins.
+func TestStore_twoProcessesMerge(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clock := t0
+	now := func() time.Time { return clock }
+	a, err := tokenstore.Open(tokenstore.Options{Dir: dir, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tokenstore.Open(tokenstore.Options{Dir: dir, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutSync("only_a", entry("rt-a", "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutSync("only_b", entry("rt-b", "")); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(time.Second)
+	if err := b.PutSync("shared", entry("rt-b-newer", "")); err != nil {
+		t.Fatal(err)
+	}
+	e := entry("rt-a-older", "")
+	e.Updated = t0
+	if err := a.PutSync("shared", e); err != nil {
+		t.Fatal(err)
+	}
+	r := open(t, dir)
+	for id, want := range map[string]string{"only_a": "rt-a", "only_b": "rt-b", "shared": "rt-b-newer"} {
+		if got, _ := r.Get(id); got.RefreshToken.Reveal() != want {
+			t.Errorf("%s = %q, want %q", id, got.RefreshToken.Reveal(), want)
+		}
+	}
+	if got, _ := a.Get("shared"); got.RefreshToken.Reveal() != "rt-b-newer" {
+		t.Errorf("writer did not adopt the other process's newer entry: %q", got.RefreshToken.Reveal())
+	}
+}
+
+func TestStore_unreadableFileRefused(t *testing.T) {
+	t.Parallel()
+	const planted = "M.PLANTED-refresh-token"
+	tests := []struct {
+		name    string
+		content string
+		wantErr string
+	}{
+		{"truncated", `{"version":1,"accounts":{"a":{"refresh_token":"` + planted, "truncated"},
+		{"garbage", "\x00\x01" + planted, "invalid JSON"},
+		{"wrong type", `{"version":1,"accounts":{"a":{"refresh_token":["` + planted + `"]}}}`, "must not be"},
+		{"token with a newline", `{"version":1,"accounts":{"a":{"refresh_token":"x\n` + planted + `"}}}`, "control characters"},
+		{"newer version", `{"version":2,"accounts":{}}`, "unsupported format version"},
+		{"trailing data", `{"version":1,"accounts":{}} {"` + planted + `":1}`, "after the JSON"},
+		{"empty", ``, "empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, tokenstore.DefaultFileName)
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tokenstore.Open(tokenstore.Options{Dir: dir})
+			var pe *tokenstore.ParseError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("Open = %v, want a ParseError naming the file and %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), planted) {
+				t.Errorf("error quotes the file's secret: %v", err)
+			}
+			if b, _ := os.ReadFile(path); string(b) != tc.content {
+				t.Error("the unreadable file was changed")
+			}
+		})
+	}
+}
+
+func TestStore_newerVersionNeverOverwritten(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, dir)
+	newer := `{"version":2,"accounts":{}}`
+	if err := os.WriteFile(s.Path(), []byte(newer), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSync("a", entry("rt", "")); !errors.Is(err, tokenstore.ErrVersion) {
+		t.Errorf("PutSync over a newer file = %v, want ErrVersion", err)
+	}
+	if b, _ := os.ReadFile(s.Path()); string(b) != newer {
+		t.Error("a newer version's file was overwritten")
+	}
+}
+
+func TestStore_staleTempFilesRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "."+tokenstore.DefaultFileName+".tmp-123")
+	if err := os.WriteFile(stale, []byte(`{"version":1,"acc`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "accounts.json")
+	if err := os.WriteFile(other, []byte(`[]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open(t, dir)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Error("stale temporary file left behind")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Error("an unrelated file was removed")
+	}
+}
+
+// TestStore_secretsOnlyInTheFile plants tokens, drives writes, a corrupt
+// file and errors, and checks the logs and errors; the file itself, which
+// must hold them, is 0600.
+func TestStore_secretsOnlyInTheFile(t *testing.T) {
+	t.Parallel()
+	const rt, at = "M.PLANTED-rotated-refresh", "EwB.PLANTED-access"
+	var logs bytes.Buffer
+	dir := t.TempDir()
+	s, err := tokenstore.Open(tokenstore.Options{Dir: dir, Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := entry(rt, at)
+	if err := s.PutSync("a", e); err != nil {
+		t.Fatal(err)
+	}
+	// Corrupt the file under the store, then write again: it logs and
+	// replaces the file.
+	if err := os.WriteFile(s.Path(), []byte(`{"version":1,"accounts":{"a":{"refresh_token":"`+rt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSync("b", e); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "%v %+v %#v\n", e, e, e)
+	_, err = tokenstore.Parse([]byte(`{"version":1,"accounts":{"a":{"access_token":1` + at))
+	fmt.Fprintf(&out, "%v\n", err)
+	out.WriteString(logs.String())
+	if !strings.Contains(logs.String(), "corrupt") {
+		t.Errorf("corrupt file not logged: %s", logs.String())
+	}
+	for _, p := range []string{rt, at} {
+		if strings.Contains(out.String(), p) {
+			t.Errorf("secret %q leaked:\n%s", p, out.String())
+		}
+	}
+	data, err := os.ReadFile(s.Path())
+	if err != nil || !bytes.Contains(data, []byte(rt)) {
+		t.Fatalf("file lacks the token: %v", err)
+	}
+	if fi, _ := os.Stat(s.Path()); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %04o, want 0600", fi.Mode().Perm())
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
