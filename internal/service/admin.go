@@ -17,6 +17,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
@@ -41,7 +42,7 @@ func (s *Service) initMetrics() {
 	s.relayMetrics = relay.NewMetrics(s.metrics, s.opts.Admin.MetricsPerAccount)
 	tm := newTokenMetrics(s.metrics)
 	s.opts.HTTPClient = tm.wrap(s.opts.HTTPClient)
-	s.metrics.MustRegister(&poolCollector{s: s},
+	s.metrics.MustRegister(&poolCollector{s: s}, &smtpCollector{s: s},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "smtp_connections_active", Help: "Open client connections.",
 		}, func() float64 {
@@ -202,6 +203,47 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for st, n := range states {
 		ch <- prometheus.MustNewConstMetric(descAccounts, prometheus.GaugeValue, float64(n), st)
 	}
+}
+
+// smtpCollector reports the client side from the listener's counters.
+type smtpCollector struct{ s *Service }
+
+var (
+	descConns    = prometheus.NewDesc("smtp_connections_total", "Client connections by result: accepted, refused_limit (global cap), refused_per_ip, tls_failure, proxy_failure.", []string{"result"}, nil)
+	descClosed   = prometheus.NewDesc("smtp_connections_closed_total", "Client connections closed by the proxy, by reason: timeout, too_many_errors, panic.", []string{"reason"}, nil)
+	descCommands = prometheus.NewDesc("smtp_commands_total", "Client commands by command (EHLO, HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT, STARTTLS, VRFY, OTHER).", []string{"command"}, nil)
+	descAuthLim  = prometheus.NewDesc("smtp_auth_rate_limited_total", "AUTH attempts refused with 421 over the per-address or per-username failure limits.", nil, nil)
+	descTLS      = prometheus.NewDesc("smtp_tls_total", "Client TLS sessions by mode: starttls, implicit.", []string{"mode"}, nil)
+)
+
+func (c *smtpCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConns, descClosed, descCommands, descAuthLim, descTLS} {
+		ch <- d
+	}
+}
+
+func (c *smtpCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.s.srv == nil {
+		return
+	}
+	st := c.s.srv.Stats()
+	cnt := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	cnt(descConns, st.Accepted, "accepted")
+	cnt(descConns, st.RefusedLimit, "refused_limit")
+	cnt(descConns, st.RefusedPerIP, "refused_per_ip")
+	cnt(descConns, st.TLSFailures, "tls_failure")
+	cnt(descConns, st.ProxyFailures, "proxy_failure")
+	cnt(descClosed, st.Timeouts, "timeout")
+	cnt(descClosed, st.TooManyErrors, "too_many_errors")
+	cnt(descClosed, st.Panics, "panic")
+	for i, name := range smtpd.CommandNames {
+		cnt(descCommands, st.Commands[i], name)
+	}
+	cnt(descAuthLim, st.AuthRefused)
+	cnt(descTLS, st.StartTLS, "starttls")
+	cnt(descTLS, st.ImplicitTLS, "implicit")
 }
 
 // tokenMetrics observe every token endpoint request at the HTTP client.

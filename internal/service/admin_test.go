@@ -317,6 +317,8 @@ func TestMetrics_namesAndTraffic(t *testing.T) {
 		"upstream_sessions_open 1", "upstream_sessions_busy 0", "upstream_sessions_opened_total 1",
 		"upstream_session_acquire_seconds", "message_size_bytes", "relayed_bytes_total 3", fmt.Sprintf(`accounts{token_state="ok"} %d`, len(e.accts)),
 		"process_resident_memory_bytes", "go_goroutines",
+		`smtp_connections_total{result="accepted"} 1`, `smtp_commands_total{command="AUTH"} 2`, `smtp_commands_total{command="MAIL"} 1`,
+		`smtp_commands_total{command="RCPT"} 2`, `smtp_connections_closed_total{reason="timeout"} 0`, `smtp_tls_total{mode="starttls"}`,
 	} {
 		if !strings.Contains(out, name) {
 			t.Errorf("metrics lack %q", name)

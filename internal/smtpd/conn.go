@@ -309,6 +309,7 @@ func (c *conn) command(ctx context.Context, line string) {
 		return
 	}
 	verb, arg := splitVerb(line)
+	c.srv.stats.countCommand(verb)
 	if verb != "AUTH" && len(line) > c.srv.cfg.MaxCommandBytes {
 		c.replyBad(replyLineTooLong)
 		return

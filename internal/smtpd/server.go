@@ -143,12 +143,29 @@ type Stats struct {
 	StartTLS       int64 // successful STARTTLS
 	ImplicitTLS    int64 // successful implicit TLS handshakes
 	ProxiedClients int64 // connections whose client address came from a PROXY header
+	// Commands counts commands received, by CommandNames index.
+	Commands [len(CommandNames)]int64
 }
 
 type counters struct {
 	accepted, refusedLimit, refusedPerIP, authRefused, timeouts, tooManyErrors atomic.Int64
 	tlsFailures, proxyFailures, panics, authFailures, startTLS, implicitTLS    atomic.Int64
 	proxied                                                                    atomic.Int64
+	commands                                                                   [len(CommandNames)]atomic.Int64
+}
+
+// CommandNames are the commands counted by name in Stats.Commands; any
+// other verb counts as "OTHER". A fixed list keeps metric labels bounded.
+var CommandNames = [...]string{"EHLO", "HELO", "AUTH", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "STARTTLS", "VRFY", "OTHER"}
+
+func (c *counters) countCommand(verb string) {
+	for i, n := range CommandNames[:len(CommandNames)-1] {
+		if n == verb {
+			c.commands[i].Add(1)
+			return
+		}
+	}
+	c.commands[len(CommandNames)-1].Add(1)
 }
 
 // Server accepts client connections and serves SMTP on them.
@@ -196,7 +213,7 @@ func (s *Server) Open() int64 { return s.open.Load() }
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	c := &s.stats
-	return Stats{
+	st := Stats{
 		Open:           s.open.Load(),
 		Accepted:       c.accepted.Load(),
 		RefusedLimit:   c.refusedLimit.Load(),
@@ -212,6 +229,10 @@ func (s *Server) Stats() Stats {
 		ImplicitTLS:    c.implicitTLS.Load(),
 		ProxiedClients: c.proxied.Load(),
 	}
+	for i := range c.commands {
+		st.Commands[i] = c.commands[i].Load()
+	}
+	return st
 }
 
 // Serve accepts connections on ln until Shutdown or ctx ends and serves
