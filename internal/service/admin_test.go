@@ -203,12 +203,7 @@ func TestAdmin_statusPatchDisableReload(t *testing.T) {
 	e := newAdminEnv(t)
 	c := e.dial(t)
 	c.authPlain(userA, password, "235")
-	c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
-	c.send("x\r\n.\r\n")
-	c.expect("250")
+	c.deliver(userA, "r@example.net", "x\r\n")
 
 	code, m, raw := e.call(t, "GET", "/admin/accounts/"+userA, adminToken, nil)
 	if code != 200 {

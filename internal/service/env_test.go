@@ -320,3 +320,15 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// deliver sends one pipelined message from → rcpt and requires that it
+// is accepted at every step. body is CRLF text without the final dot.
+func (c *conn) deliver(from, rcpt, body string) {
+	c.t.Helper()
+	c.send("MAIL FROM:<" + from + ">\r\nRCPT TO:<" + rcpt + ">\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send(body + ".\r\n")
+	c.expect("250")
+}

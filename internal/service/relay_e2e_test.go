@@ -113,12 +113,7 @@ func TestRelay_upstreamRepliesRelayed(t *testing.T) {
 				c.expect(tc.final)
 			}
 			// The session stays usable for the next transaction.
-			c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<ok@example.net>\r\nDATA\r\n")
-			c.expect("250")
-			c.expect("250")
-			c.expect("354")
-			c.send("Subject: y\r\n\r\nok\r\n.\r\n")
-			c.expect("250 2.0.0")
+			c.deliver(userA, "ok@example.net", "Subject: y\r\n\r\nok\r\n")
 		})
 	}
 }
@@ -220,12 +215,7 @@ func TestRelay_tokenEndpointDown(t *testing.T) {
 	c.expect("503")
 	c.expect("503")
 	e.fp.SetTokenEndpointDown(false)
-	c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
-	c.send("x\r\n.\r\n")
-	c.expect("250")
+	c.deliver(userA, "r@example.net", "x\r\n")
 }
 
 func TestRelay_revokedRefreshToken(t *testing.T) {
@@ -243,12 +233,7 @@ func TestRelay_expiredTokenRefreshedAndRetriedOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	send := func(c *conn) {
-		c.send("MAIL FROM:<" + userOne + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-		c.expect("250")
-		c.expect("250")
-		c.expect("354")
-		c.send("x\r\n.\r\n")
-		c.expect("250")
+		c.deliver(userOne, "r@example.net", "x\r\n")
 	}
 	c := e.dial(t)
 	c.authPlain(userOne, password, "235")
@@ -283,12 +268,7 @@ func TestRelay_size(t *testing.T) {
 	c.send(strings.Repeat("0123456789\r\n", 200) + ".\r\n")
 	c.expect("552 5.3.4")
 	// The session is in step and can send again.
-	c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
-	c.send("small\r\n.\r\n")
-	c.expect("250")
+	c.deliver(userA, "r@example.net", "small\r\n")
 	if n := len(e.fp.Messages()); n != 1 {
 		t.Fatalf("provider stored %d messages, want only the small one", n)
 	}
@@ -317,12 +297,7 @@ func TestRelay_dryRunContactsNoProvider(t *testing.T) {
 	c := e.dial(t)
 	c.authPlain(userA, "wrong", "535")
 	c.authPlain(userA, password, "235")
-	c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
-	c.send("x\r\n.\r\n")
-	c.expect("250 2.0.0 OK: dry-run")
+	c.deliver(userA, "r@example.net", "x\r\n")
 	if st := e.fp.Stats(); st.Connections != 0 || st.TokenRequests != 0 {
 		t.Fatalf("dry run contacted the provider: %+v", st)
 	}
@@ -405,12 +380,7 @@ func TestRelay_sourceAddress(t *testing.T) {
 	}
 	c2 := e.dial(t)
 	c2.authPlain(userBound, password, "235")
-	c2.send("MAIL FROM:<" + userBound + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-	c2.expect("250")
-	c2.expect("250")
-	c2.expect("354")
-	c2.send("x\r\n.\r\n")
-	c2.expect("250")
+	c2.deliver(userBound, "r@example.net", "x\r\n")
 }
 
 // TestRelay_secretsNeverLogged plants every kind of secret, runs traffic
@@ -423,12 +393,7 @@ func TestRelay_secretsNeverLogged(t *testing.T) {
 	c := e.dial(t)
 	c.authPlain(userA, "wrong-"+password, "535")
 	c.authPlain(userA, password, "235")
-	c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
-	c.send("x\r\n.\r\n")
-	c.expect("250")
+	c.deliver(userA, "r@example.net", "x\r\n")
 	e.fp.Revoke(userOne)
 	c2 := e.dial(t)
 	c2.authPlain(userOne, password, "235")
@@ -457,12 +422,7 @@ func TestRelay_deadPooledSessionReplaced(t *testing.T) {
 	c := e.dial(t)
 	c.authPlain(userA, password, "235")
 	send := func(subject string) {
-		c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-		c.expect("250")
-		c.expect("250")
-		c.expect("354")
-		c.send("Subject: " + subject + "\r\n\r\nx\r\n.\r\n")
-		c.expect("250")
+		c.deliver(userA, "r@example.net", "Subject: "+subject+"\r\n\r\nx\r\n")
 	}
 	send("one")
 	e.fp.DropConnections()

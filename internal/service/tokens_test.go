@@ -43,12 +43,7 @@ func relayOne(t *testing.T, e *env, user string) {
 	t.Helper()
 	c := e.dial(t)
 	c.authPlain(user, password, "235")
-	c.send("MAIL FROM:<" + user + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
-	c.send("Subject: t\r\n\r\nx\r\n.\r\n")
-	c.expect("250")
+	c.deliver(user, "r@example.net", "Subject: t\r\n\r\nx\r\n")
 	c.cmd("QUIT", "221")
 }
 
