@@ -25,7 +25,7 @@ func TestSeedFilesStartAndRefuseForeignSourceIPs(t *testing.T) {
 			svc, err := service.New(service.Options{
 				Load: config.LoadOptions{
 					ConfigPath: filepath.Join(seed, tc.cfg), AccountsPath: filepath.Join(seed, tc.acc),
-					ConfigExplicit: true, SearchDirs: []string{},
+					ConfigExplicit: true, SearchDirs: []string{}, StateDir: t.TempDir(), // never write into testdata
 				},
 				Listen:        "127.0.0.1:0",
 				AuthFailDelay: -1,
