@@ -24,12 +24,15 @@ type peers struct {
 	dir       string // work directory: logs, mail/, pids/
 	proxyBin  string
 	issuerURL string
-	caFile    string
+	caFile    string // the private CA: upstream certificates and the proxy's
+	proxyCert string // the proxy's listener certificate (SAN IP:127.0.0.1) and key
+	proxyKey  string
 
 	upStartTLS, upTLS   string // upstream Postfix + Dovecot SASL
 	subStartTLS, subTLS string // Dovecot submission (refuses AUTH lines > 1,024 bytes)
 
-	clientSMTP      string // client Postfix, relays everything to the proxy
+	clientSMTP      string // client Postfix: relays to the proxy with mandatory STARTTLS
+	clientSMTPPlain string // the same Postfix: relays to the proxy in plain text
 	clientProxyPort int    // where that Postfix expects the proxy
 	clientUser      string // the AUTH user and password it sends
 	clientPass      string
@@ -42,21 +45,24 @@ type peers struct {
 func getPeers(t *testing.T) *peers {
 	t.Helper()
 	p := &peers{
-		dir:         os.Getenv("INTEROP_DIR"),
-		proxyBin:    os.Getenv("INTEROP_PROXY_BIN"),
-		issuerURL:   os.Getenv("INTEROP_ISSUER_URL"),
-		caFile:      os.Getenv("INTEROP_CA_FILE"),
-		upStartTLS:  os.Getenv("INTEROP_UPSTREAM_STARTTLS"),
-		upTLS:       os.Getenv("INTEROP_UPSTREAM_TLS"),
-		subStartTLS: os.Getenv("INTEROP_SUBMISSION_STARTTLS"),
-		subTLS:      os.Getenv("INTEROP_SUBMISSION_TLS"),
-		clientSMTP:  os.Getenv("INTEROP_CLIENT_SMTP"),
-		clientUser:  os.Getenv("INTEROP_CLIENT_SASL_USER"),
-		clientPass:  os.Getenv("INTEROP_CLIENT_SASL_PASS"),
-		mail:        &mailIndex{},
+		dir:             os.Getenv("INTEROP_DIR"),
+		proxyBin:        os.Getenv("INTEROP_PROXY_BIN"),
+		issuerURL:       os.Getenv("INTEROP_ISSUER_URL"),
+		caFile:          os.Getenv("INTEROP_CA_FILE"),
+		proxyCert:       os.Getenv("INTEROP_PROXY_CERT"),
+		proxyKey:        os.Getenv("INTEROP_PROXY_KEY"),
+		upStartTLS:      os.Getenv("INTEROP_UPSTREAM_STARTTLS"),
+		upTLS:           os.Getenv("INTEROP_UPSTREAM_TLS"),
+		subStartTLS:     os.Getenv("INTEROP_SUBMISSION_STARTTLS"),
+		subTLS:          os.Getenv("INTEROP_SUBMISSION_TLS"),
+		clientSMTP:      os.Getenv("INTEROP_CLIENT_SMTP"),
+		clientSMTPPlain: os.Getenv("INTEROP_CLIENT_SMTP_PLAIN"),
+		clientUser:      os.Getenv("INTEROP_CLIENT_SASL_USER"),
+		clientPass:      os.Getenv("INTEROP_CLIENT_SASL_PASS"),
+		mail:            &mailIndex{},
 	}
 	fmt.Sscan(os.Getenv("INTEROP_CLIENT_PROXY_PORT"), &p.clientProxyPort)
-	if p.dir == "" || p.proxyBin == "" || p.issuerURL == "" {
+	if p.dir == "" || p.proxyBin == "" || p.issuerURL == "" || p.proxyCert == "" {
 		t.Skip("the interop peers are not running: use test/interop/run.sh (Debian packages postfix, dovecot-core, dovecot-submissiond, swaks)")
 	}
 	return p

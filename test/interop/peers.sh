@@ -60,6 +60,14 @@ make_tls() {
   openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
     -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
   chmod 644 "$d/server.key" # Dovecot and Postfix read it as root; test material only
+  # The proxy's listener certificate (STARTTLS and implicit TLS), from the
+  # same CA; its key is 0600, as the proxy warns about a readable one.
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=xoauth2-proxy interop listener" \
+    -keyout "$d/proxy.key" -out "$d/proxy.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/proxy-ext.cnf"
+  openssl x509 -req -in "$d/proxy.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/proxy-ext.cnf" -out "$d/proxy.pem" 2>/dev/null
+  chmod 600 "$d/proxy.key"
 }
 
 start_issuer() {
@@ -254,6 +262,10 @@ EOF
 # The client: a Postfix that relays everything through the proxy with
 # AUTH PLAIN/LOGIN, as PowerMTA would. Mail to client.test (bounces to our
 # own senders) is discarded, so only the test's messages reach the upstream.
+# Mail it takes on CLIENT_PORT goes out with mandatory STARTTLS
+# (smtp_tls_security_level = encrypt, the private CA, TLS connection reuse
+# through tlsproxy); mail it takes on CLIENT_PLAIN_PORT goes out through the
+# "plainrelay" transport (a content_filter to the same proxy) in plain text.
 start_client_postfix() {
   local d="$WORK/client"
   mkdir -p "$d"
@@ -282,8 +294,13 @@ smtp_sasl_auth_enable = yes
 smtp_sasl_password_maps = static:$CLIENT_SASL_USER:$CLIENT_SASL_PASS
 smtp_sasl_security_options = noanonymous
 smtp_sasl_mechanism_filter = plain, login
-# The proxy's listener has no TLS yet (issue 7): plain text on loopback.
-smtp_tls_security_level = none
+# Mandatory STARTTLS to the proxy. "encrypt" does not check the name, but
+# with the CA file Postfix logs "Trusted TLS connection" only when the chain
+# verifies, which the tests require. Reuse needs tlsproxy (master.cf).
+smtp_tls_security_level = encrypt
+smtp_tls_CAfile = $WORK/tls/ca.pem
+smtp_tls_connection_reuse = yes
+smtp_tls_loglevel = 1
 smtp_connection_cache_destinations = [127.0.0.1]:$CLIENT_PROXY_PORT
 default_destination_concurrency_limit = 20
 queue_run_delay = 2s
@@ -291,9 +308,13 @@ minimal_backoff_time = 2s
 maximal_backoff_time = 4s
 in_flow_delay = 0
 EOF
-  postfix_master_cf "127.0.0.1:$CLIENT_PORT inet n - n - - smtpd" >"$d/master.cf"
+  postfix_master_cf "127.0.0.1:$CLIENT_PORT inet n - n - - smtpd" \
+    "127.0.0.1:$CLIENT_PLAIN_PORT inet n - n - - smtpd -o content_filter=plainrelay:[127.0.0.1]:$CLIENT_PROXY_PORT" \
+    "plainrelay unix - - n - - smtp -o smtp_tls_security_level=none -o smtp_tls_connection_reuse=no" \
+    >"$d/master.cf"
   start_postfix "$d" client
   wait_port "$CLIENT_PORT" "client postfix"
+  wait_port "$CLIENT_PLAIN_PORT" "client postfix (plain relay)"
 }
 
 # stop_all stops, by PID, everything this run started: proxies the tests

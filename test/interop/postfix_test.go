@@ -15,7 +15,9 @@ import (
 
 // The client Postfix stands in for PowerMTA: it takes mail from
 // smtp-source (or swaks) on INTEROP_CLIENT_SMTP and relays it to the proxy
-// on INTEROP_CLIENT_PROXY_PORT with AUTH PLAIN as INTEROP_CLIENT_SASL_USER.
+// on INTEROP_CLIENT_PROXY_PORT with mandatory STARTTLS and AUTH PLAIN as
+// INTEROP_CLIENT_SASL_USER; what it takes on INTEROP_CLIENT_SMTP_PLAIN it
+// relays the same way without TLS.
 // Its log tells each message's fate, as does the upstream Postfix's.
 
 // mtaAccount is the account the client Postfix authenticates as: its
@@ -84,14 +86,18 @@ type batchReport struct {
 	sessions       int            // proxy "upstream session opened"
 	upConnects     int            // upstream Postfix "connect from" lines
 	clientAuths    int            // client sessions the proxy authenticated
+	tlsSessions    int            // of them, sessions under TLS (proxy "tls" lines)
+	trustedTLS     int            // client Postfix (tlsproxy): "Trusted TLS connection established" to the proxy
+	tlsReused      int            // client Postfix: "Trusted TLS connection reused" (connection cache)
+	otherTLS       []string       // client Postfix: TLS connections it did not trust, or TLS failures
 	elapsed        time.Duration
 }
 
-// relayBatch injects n messages with smtp-source into the client Postfix,
-// all to box@dest.test, waits until every one has a final status in the
-// client's log and the upstream stored them, and matches the two logs and
-// the Maildir message by message.
-func (p *peers) relayBatch(t *testing.T, x *proxy, a *account, n int, box string) batchReport {
+// relayBatch injects n messages with smtp-source into the client Postfix
+// on via, all to box@dest.test, waits until every one has a final status
+// in the client's log and the upstream stored them, and matches the two
+// logs and the Maildir message by message.
+func (p *peers) relayBatch(t *testing.T, x *proxy, a *account, via clientPath, n int, box string) batchReport {
 	t.Helper()
 	cl, ul, xl := markLog(p.path("client-postfix.log")), markLog(p.path("upstream-postfix.log")), markLog(x.logPath)
 	msgFile := p.path(box + ".msg")
@@ -106,7 +112,7 @@ func (p *peers) relayBatch(t *testing.T, x *proxy, a *account, n int, box string
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "smtp-source", "-s", "10", "-m", fmt.Sprint(n),
 		"-f", "sender@client.test", "-t", box+"@dest.test", "-F", msgFile,
-		"-M", "source.interop.test", p.clientSMTP).CombinedOutput()
+		"-M", "source.interop.test", via.addr).CombinedOutput()
 	if err != nil {
 		t.Fatalf("smtp-source: %v\n%s", err, out)
 	}
@@ -188,16 +194,46 @@ func (p *peers) relayBatch(t *testing.T, x *proxy, a *account, n int, box string
 	r.proxyOK = len(messageLines(px, 250))
 	r.proxyOther = len(messageLines(px, 0)) - r.proxyOK
 	r.sessions = sessionsOpened(px, a.ID)
-	r.clientAuths = len(withField(linesWith(px, "msg=auth "), "account", a.ID))
+	auths := withField(linesWith(px, "msg=auth "), "account", a.ID)
+	r.clientAuths = len(auths)
+	for _, l := range auths {
+		if connUsedTLS(px, fieldOf(l, "conn_id")) {
+			r.tlsSessions++
+		}
+	}
+	proxyPeer := fmt.Sprintf("127.0.0.1[127.0.0.1]:%d", x.port)
+	// With smtp_tls_connection_reuse, tlsproxy does the handshakes (smtp
+	// logs each one again) and smtp logs each reuse of a cached one.
+	r.trustedTLS = len(linesWith(cl.since(), "postfix/tlsproxy[", "Trusted TLS connection established to "+proxyPeer))
+	r.tlsReused = len(linesWith(cl.since(), "Trusted TLS connection reused to "+proxyPeer))
+	for _, l := range linesWith(cl.since(), "TLS") {
+		if (strings.Contains(l, "TLS connection established") && !strings.Contains(l, "Trusted TLS")) ||
+			strings.Contains(l, "TLS is required") || strings.Contains(l, "TLS handshake failed") ||
+			strings.Contains(l, "certificate verification failed") {
+			r.otherTLS = append(r.otherTLS, l)
+		}
+	}
 	r.upConnects = len(linesWith(ul.since(), "postfix/smtpd[", "connect from", "[127.0.0.1]")) -
 		len(linesWith(ul.since(), "postfix/smtpd[", "disconnect from"))
 	return r
 }
 
-// check fails t unless every message went through exactly once.
-func (r batchReport) check(t *testing.T) {
+// check fails t unless every message went through exactly once, and over
+// TLS exactly when via says so.
+func (r batchReport) check(t *testing.T, via clientPath) {
 	t.Helper()
 	n := r.injected
+	switch {
+	case via.tls && (r.tlsSessions != r.clientAuths || r.trustedTLS == 0 || r.tlsReused == 0):
+		t.Errorf("mandatory STARTTLS: %d of %d client sessions under TLS at the proxy; client Postfix: %d trusted TLS handshakes, %d reuses",
+			r.tlsSessions, r.clientAuths, r.trustedTLS, r.tlsReused)
+	case !via.tls && (r.tlsSessions != 0 || r.trustedTLS != 0):
+		t.Errorf("plain relay: %d client sessions under TLS at the proxy, %d TLS connections in the client Postfix log; want none",
+			r.tlsSessions, r.trustedTLS)
+	}
+	if len(r.otherTLS) != 0 {
+		t.Errorf("client Postfix: %d TLS problems; the first: %s", len(r.otherTLS), r.otherTLS[0])
+	}
 	if r.clientSent != n || len(r.clientOther) != 0 {
 		t.Errorf("client Postfix: %d of %d sent, others %v", r.clientSent, n, r.clientOther)
 	}
@@ -219,8 +255,8 @@ func (r batchReport) check(t *testing.T) {
 func (r batchReport) String() string {
 	return fmt.Sprintf("%d injected; client Postfix %d status=sent, %d deferred; upstream stored %d, Maildir %d files, "+
 		"%d unique Message-IDs, %d duplicates, %d missing, %d fate mismatches; proxy %d messages 250, %d other, "+
-		"%d upstream logins (upstream Postfix saw %d connections), %d client sessions; %.1fs, %.0f msg/s",
+		"%d upstream logins (upstream Postfix saw %d connections), %d client sessions (%d under TLS; client Postfix: %d trusted TLS handshakes, %d reuses); %.1fs, %.0f msg/s",
 		r.injected, r.clientSent, r.deferrals, r.upstreamStored, r.maildir, r.uniqueIDs, r.duplicates, r.missing, r.mismatched,
-		r.proxyOK, r.proxyOther, r.sessions, r.upConnects, r.clientAuths, r.elapsed.Seconds(),
+		r.proxyOK, r.proxyOther, r.sessions, r.upConnects, r.clientAuths, r.tlsSessions, r.trustedTLS, r.tlsReused, r.elapsed.Seconds(),
 		float64(r.clientSent)/r.elapsed.Seconds())
 }

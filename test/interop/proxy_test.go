@@ -3,6 +3,7 @@
 package interop
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,15 +18,18 @@ import (
 )
 
 // proxy is one xoauth2-proxy process with its own directory DIR/proxy-NAME/
-// holding config.json, accounts.json, whatever state the proxy keeps next
-// to them, and proxy.log (debug level). Its PID is in
-// DIR/pids/proxy-NAME.pid while it runs, so that run.sh can stop it if the
-// test binary dies first.
+// holding config.json, accounts.json, its --state-dir state/ (token-state.json)
+// and proxy.log (debug level). With a listener certificate in its config it
+// offers STARTTLS on port and implicit TLS on tlsPort (--tls-port). Its PID
+// is in DIR/pids/proxy-NAME.pid while it runs, so that run.sh can stop it
+// if the test binary dies first.
 type proxy struct {
 	t        *testing.T
 	p        *peers
 	name     string
 	port     int
+	tlsPort  int // implicit TLS; 0: none (no listener certificate)
+	stateDir string
 	cfgPath  string
 	acctPath string
 	logPath  string
@@ -34,9 +38,12 @@ type proxy struct {
 	exited   chan struct{}
 }
 
-// proxyConfig is the config.json of the suite's proxies: upstream TLS
-// trusts the private CA; tokens are refreshed 1 s before expiry; sending
-// budgets are off (Gmail's 2,000 a day would stop scenario 3).
+// proxyConfig is the config.json of the suite's proxies: the listener has
+// a certificate from the private CA (STARTTLS, and implicit TLS on the
+// port startProxy picks); upstream TLS trusts the same CA; trusted_networks
+// keep their default (loopback), so AUTH without TLS works from 127.0.0.1;
+// tokens are refreshed 1 s before expiry; sending budgets are off (Gmail's
+// 2,000 a day would stop scenario 3).
 func (p *peers) proxyConfig(pool map[string]any) map[string]any {
 	gmail := map[string]any{"rate_limiting": map[string]any{"enabled": false}}
 	if pool != nil {
@@ -45,21 +52,36 @@ func (p *peers) proxyConfig(pool map[string]any) map[string]any {
 	return map[string]any{
 		"_comment": "xoauth2-proxy interop suite",
 		"global": map[string]any{
-			"oauth2":   map[string]any{"token_refresh_buffer_seconds": 1},
-			"smtp":     map[string]any{"upstream_ca_file": p.caFile, "server_hostname": "proxy.interop.test"},
+			"oauth2": map[string]any{"token_refresh_buffer_seconds": 1},
+			"smtp": map[string]any{
+				"upstream_ca_file": p.caFile, "server_hostname": "proxy.interop.test",
+				"tls_cert_file": p.proxyCert, "tls_key_file": p.proxyKey,
+			},
 			"timeouts": map[string]any{"connection_acquire_timeout": 10, "smtp_timeout": 20},
 		},
 		"providers": map[string]any{"gmail": gmail},
 	}
 }
 
+// setSMTP sets a key of a proxyConfig's "global.smtp".
+func setSMTP(cfg map[string]any, key string, v any) {
+	cfg["global"].(map[string]any)["smtp"].(map[string]any)[key] = v
+}
+
 // startProxy writes the files and starts the proxy on port (0: a free
-// one). It is stopped when the test ends; its log is shown if the test
-// failed.
+// one), and, when cfg has a listener certificate, with implicit TLS on
+// another free port. It is stopped when the test ends; its log is shown if
+// the test failed.
 func (p *peers) startProxy(t *testing.T, name string, cfg map[string]any, accts []*account, port int) *proxy {
 	t.Helper()
 	if port == 0 {
 		port = freePort(t)
+	}
+	tlsPort := 0
+	if smtp, _ := cfg["global"].(map[string]any)["smtp"].(map[string]any); smtp["tls_cert_file"] != nil {
+		for tlsPort == 0 || tlsPort == port {
+			tlsPort = freePort(t)
+		}
 	}
 	dir := p.path("proxy-" + name)
 	os.RemoveAll(dir) // state of an earlier run against the same peers
@@ -67,7 +89,8 @@ func (p *peers) startProxy(t *testing.T, name string, cfg map[string]any, accts 
 		t.Fatal(err)
 	}
 	x := &proxy{
-		t: t, p: p, name: name, port: port,
+		t: t, p: p, name: name, port: port, tlsPort: tlsPort,
+		stateDir: filepath.Join(dir, "state"),
 		cfgPath:  filepath.Join(dir, "config.json"),
 		acctPath: filepath.Join(dir, "accounts.json"),
 		logPath:  filepath.Join(dir, "proxy.log"),
@@ -91,6 +114,14 @@ func (p *peers) startProxy(t *testing.T, name string, cfg map[string]any, accts 
 
 func (x *proxy) addr() string { return "127.0.0.1:" + strconv.Itoa(x.port) }
 
+// addrTLS is the implicit TLS listener's address.
+func (x *proxy) addrTLS() string {
+	if x.tlsPort == 0 {
+		x.t.Fatalf("proxy %s has no implicit TLS port", x.name)
+	}
+	return "127.0.0.1:" + strconv.Itoa(x.tlsPort)
+}
+
 func (x *proxy) start() {
 	t := x.t
 	t.Helper()
@@ -99,8 +130,13 @@ func (x *proxy) start() {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	x.cmd = exec.Command(x.p.proxyBin, "--config", x.cfgPath, "--accounts", x.acctPath,
-		"--host", "127.0.0.1", "--port", strconv.Itoa(x.port), "--log-level", "debug")
+	args := []string{"--config", x.cfgPath, "--accounts", x.acctPath, "--state-dir", x.stateDir,
+		"--host", "127.0.0.1", "--port", strconv.Itoa(x.port), "--log-level", "debug",
+		"--admin-port", "0"} // the default 9090 would collide with other proxies on the machine
+	if x.tlsPort != 0 {
+		args = append(args, "--tls-port", strconv.Itoa(x.tlsPort))
+	}
+	x.cmd = exec.Command(x.p.proxyBin, args...)
 	x.cmd.Stdout, x.cmd.Stderr = logf, logf
 	if err := x.cmd.Start(); err != nil {
 		t.Fatalf("start proxy %s: %v", x.name, err)
@@ -118,10 +154,22 @@ func (x *proxy) start() {
 		default:
 		}
 		c, err := net.DialTimeout("tcp", x.addr(), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
+		if err != nil {
+			return false
 		}
-		return err == nil
+		c.Close()
+		if x.tlsPort == 0 {
+			return true
+		}
+		// A whole handshake, verified against the CA (a bare connect
+		// would log a failed handshake).
+		d := &net.Dialer{Timeout: 200 * time.Millisecond}
+		tc, err := tls.DialWithDialer(d, "tcp", "127.0.0.1:"+strconv.Itoa(x.tlsPort), tlsConfig(t, x.p.caFile))
+		if err != nil {
+			return false
+		}
+		tc.Close()
+		return true
 	})
 	select {
 	case <-x.exited:
@@ -129,7 +177,7 @@ func (x *proxy) start() {
 	default:
 	}
 	if !up {
-		t.Fatalf("proxy %s does not listen on %s:\n%s", x.name, x.addr(), tail(x.logPath, 30))
+		t.Fatalf("proxy %s does not listen on port %d (or its implicit TLS port %d does not complete a verified handshake):\n%s", x.name, x.port, x.tlsPort, tail(x.logPath, 30))
 	}
 }
 
@@ -146,6 +194,17 @@ func (x *proxy) stop() {
 		x.cmd.Process.Kill()
 		<-x.exited
 	}
+	os.Remove(x.pidPath)
+	x.cmd = nil
+}
+
+// kill ends the proxy with SIGKILL, as a crash would, and waits for it.
+func (x *proxy) kill() {
+	if x.cmd == nil {
+		return
+	}
+	x.cmd.Process.Kill()
+	<-x.exited
 	os.Remove(x.pidPath)
 	x.cmd = nil
 }

@@ -17,8 +17,6 @@
 #   INTEROP_RUN=REGEXP      run only the matching tests (go test -run)
 #   INTEROP_VOLUME=N        messages of scenario 3 (default 5000)
 #   INTEROP_ACCESS_TTL=D    the issuer's access-token lifetime (default 4s)
-#   INTEROP_ROTATION_PERSISTENCE=1  run the rotated-refresh-token-survives-restart
-#                           test (needs issue 4; skipped otherwise)
 #   INTEROP_PROXY_BIN=FILE  test this proxy binary instead of building ./cmd/xoauth2-proxy
 #   INTEROP_KNOWN_BUGS=1    run the tests of known, reported proxy bugs
 #   INTEROP_HOLD=1          start the peers, write $INTEROP_DIR/env.sh, and wait
@@ -49,6 +47,7 @@ finish() {
   local rc=$?
   if [ "$status" -ne 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
   set +e
+  if [ -n "${hold_sleep:-}" ]; then kill "$hold_sleep" 2>/dev/null; fi
   stop_all
   if [ "$status" -ne 0 ]; then
     echo "interop: FAILED; peer logs follow (work directory kept: $WORK)"
@@ -77,8 +76,8 @@ fi
 (cd test/interop/issuer && go build -mod=readonly -o "$WORK/bin/issuer" .)
 
 echo "== interop: peers (work directory $WORK)"
-read -r ISSUER_PORT UP_STARTTLS_PORT UP_TLS_PORT UP_RELAY_PORT SUB_PORT SUBS_PORT CLIENT_PORT CLIENT_PROXY_PORT \
-  < <(free_ports 8)
+read -r ISSUER_PORT UP_STARTTLS_PORT UP_TLS_PORT UP_RELAY_PORT SUB_PORT SUBS_PORT CLIENT_PORT CLIENT_PLAIN_PORT \
+  CLIENT_PROXY_PORT < <(free_ports 9)
 DOVECOT_INTROSPECT_SECRET=$(openssl rand -hex 16)
 CLIENT_SASL_USER=mta@interop.test
 CLIENT_SASL_PASS=$(openssl rand -hex 12)
@@ -88,17 +87,21 @@ start_dovecot
 start_upstream_postfix
 start_client_postfix
 echo "issuer :$ISSUER_PORT  upstream postfix STARTTLS :$UP_STARTTLS_PORT implicit TLS :$UP_TLS_PORT" \
-  "dovecot submission STARTTLS :$SUB_PORT implicit TLS :$SUBS_PORT  client postfix :$CLIENT_PORT -> proxy :$CLIENT_PROXY_PORT"
+  "dovecot submission STARTTLS :$SUB_PORT implicit TLS :$SUBS_PORT" \
+  "client postfix :$CLIENT_PORT (STARTTLS) :$CLIENT_PLAIN_PORT (plain) -> proxy :$CLIENT_PROXY_PORT"
 
 export INTEROP_DIR="$WORK"
 export INTEROP_PROXY_BIN="$WORK/bin/xoauth2-proxy"
 export INTEROP_ISSUER_URL="http://127.0.0.1:$ISSUER_PORT"
 export INTEROP_CA_FILE="$WORK/tls/ca.pem"
+export INTEROP_PROXY_CERT="$WORK/tls/proxy.pem"
+export INTEROP_PROXY_KEY="$WORK/tls/proxy.key"
 export INTEROP_UPSTREAM_STARTTLS="127.0.0.1:$UP_STARTTLS_PORT"
 export INTEROP_UPSTREAM_TLS="127.0.0.1:$UP_TLS_PORT"
 export INTEROP_SUBMISSION_STARTTLS="127.0.0.1:$SUB_PORT"
 export INTEROP_SUBMISSION_TLS="127.0.0.1:$SUBS_PORT"
 export INTEROP_CLIENT_SMTP="127.0.0.1:$CLIENT_PORT"
+export INTEROP_CLIENT_SMTP_PLAIN="127.0.0.1:$CLIENT_PLAIN_PORT"
 export INTEROP_CLIENT_PROXY_PORT="$CLIENT_PROXY_PORT"
 export INTEROP_CLIENT_SASL_USER="$CLIENT_SASL_USER"
 export INTEROP_CLIENT_SASL_PASS="$CLIENT_SASL_PASS"
@@ -107,7 +110,7 @@ env | grep '^INTEROP_' | grep -v '^INTEROP_HOLD=' | sed "s/^/export /; s/=\(.*\)
 if [ "${INTEROP_HOLD:-}" = 1 ]; then
   echo "interop: peers running; environment in $WORK/env.sh; Ctrl-C stops them"
   status=0 INTEROP_KEEP=1
-  while :; do sleep 3600 & wait $!; done
+  while :; do sleep 3600 & hold_sleep=$!; wait $hold_sleep; done
 fi
 
 echo "== interop: scenarios (go test -tags interop ./test/interop/...)"

@@ -36,6 +36,30 @@ func dialSMTP(t *testing.T, addr string) *smtpConn {
 	return newSMTPConn(t, c)
 }
 
+// dialSMTPFrom connects from the local address local (e.g. 127.0.0.2, an
+// address outside a proxy's trusted_networks).
+func dialSMTPFrom(t *testing.T, local, addr string) *smtpConn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, local, err)
+	}
+	return newSMTPConn(t, c)
+}
+
+// startTLS sends STARTTLS and runs the handshake, verifying the server's
+// certificate (name 127.0.0.1) against caFile; the session then speaks TLS.
+func (s *smtpConn) startTLS(caFile string) {
+	s.t.Helper()
+	s.must(220, "STARTTLS")
+	tc := tls.Client(s.conn, tlsConfig(s.t, caFile))
+	if err := tc.Handshake(); err != nil {
+		s.t.Fatalf("STARTTLS handshake: %v", err)
+	}
+	s.conn, s.tp = tc, textproto.NewConn(tc)
+}
+
 // dialSMTPTLS connects with TLS from the first byte, trusting caFile.
 func dialSMTPTLS(t *testing.T, addr, caFile string) *smtpConn {
 	t.Helper()

@@ -10,7 +10,11 @@ package interop
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -323,33 +327,82 @@ func TestUpstream_revokedAccountFailsCleanlyOthersContinue(t *testing.T) {
 
 // After a refresh the issuer has rotated the refresh token and refuses
 // the old one (and, seeing it reused, revokes the family). A proxy
-// restarted from the same files must therefore have kept the new one.
+// restarted from the same files must therefore have kept the new one: in
+// token-state.json in its --state-dir, never in accounts.json. Once after
+// a graceful stop (SIGTERM), once after SIGKILL: the rotated token must be
+// on disk before the proxy uses the access token that came with it.
 func TestUpstream_rotatedRefreshTokenSurvivesRestart(t *testing.T) {
-	if os.Getenv("INTEROP_ROTATION_PERSISTENCE") != "1" {
-		t.Skip("needs issue 4 (persist rotated refresh tokens); set INTEROP_ROTATION_PERSISTENCE=1 to run")
-	}
 	p := getPeers(t)
 	p.dumpOnFailure(t)
-	a := p.newAccount(t, uniq("rot"), acctOpts{endpoint: p.upStartTLS})
-	x := p.startProxy(t, "rotation", p.proxyConfig(nil), []*account{a}, 0)
-	box := "rot" + a.ID[len(a.ID)-8:]
-	rcpt := box + "@dest.test"
-	s := proxySession(t, x, a)
-	if code, text := s.send(a.Email, []string{rcpt}, testMessage(uniq("r"), a.Email, rcpt)); code != 250 {
-		t.Fatalf("before the restart: %d %s", code, text)
+	for _, how := range []string{"sigterm", "sigkill"} {
+		t.Run(how, func(t *testing.T) {
+			a := p.newAccount(t, uniq("rot"), acctOpts{endpoint: p.upStartTLS})
+			x := p.startProxy(t, "rotation-"+how, p.proxyConfig(nil), []*account{a}, 0)
+			seed, err := os.ReadFile(x.acctPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			box := "rot" + a.ID[len(a.ID)-8:]
+			rcpt := box + "@dest.test"
+			s := proxySession(t, x, a)
+			if code, text := s.send(a.Email, []string{rcpt}, testMessage(uniq("r"), a.Email, rcpt)); code != 250 {
+				t.Fatalf("before the restart: %d %s", code, text)
+			}
+			s.quit()
+			before := p.issuerStats(t, a.Email)
+			if before["grant_refresh_token_ok"] < 1 {
+				t.Fatalf("the proxy made no refresh before the restart")
+			}
+			if how == "sigkill" {
+				x.kill()
+			} else {
+				x.stop()
+			}
+			statePath := filepath.Join(x.stateDir, "token-state.json")
+			state, err := os.ReadFile(statePath)
+			switch {
+			case err != nil:
+				t.Errorf("after %s: %v", how, err)
+			case !strings.Contains(string(state), a.ID):
+				t.Errorf("%s has no entry for %s:\n%s", statePath, a.ID, state)
+			case strings.Contains(string(state), a.refreshToken):
+				t.Errorf("%s holds the seed refresh token, which the issuer has rotated away", statePath)
+			}
+			if now, _ := os.ReadFile(x.acctPath); string(now) != string(seed) {
+				t.Errorf("the proxy rewrote accounts.json; the rotated token belongs in %s", statePath)
+			}
+			// Kill the access token too, so that the restarted proxy must
+			// refresh (it persisted its access token as well).
+			p.issuerAdmin(t, "/admin/expire-access", map[string]string{"email": a.Email})
+			x.start()
+			s = proxySession(t, x, a)
+			if code, text := s.send(a.Email, []string{rcpt}, testMessage(uniq("r"), a.Email, rcpt)); code != 250 {
+				t.Fatalf("after the restart: %d %s (the rotated refresh token was not kept)", code, text)
+			}
+			s.quit()
+			after := p.issuerStats(t, a.Email)
+			if after["grant_refresh_token_ok"] <= before["grant_refresh_token_ok"] || after["grant_refresh_token_refused"] != 0 {
+				t.Errorf("refreshes: %d before the restart, %d after, %d refused; want more after and none refused",
+					before["grant_refresh_token_ok"], after["grant_refresh_token_ok"], after["grant_refresh_token_refused"])
+			}
+			if !eventually(10*time.Second, func() bool { return p.countMessages(box) == 2 }) {
+				t.Errorf("%d messages in the Maildir, want 2", p.countMessages(box))
+			}
+			// Control, last (reuse revokes the family): the refresh token in
+			// accounts.json is dead, so the restarted proxy cannot have used it.
+			x.stop()
+			resp, err := http.PostForm(p.issuerURL+"/token", url.Values{
+				"grant_type": {"refresh_token"}, "refresh_token": {a.refreshToken},
+				"client_id": {a.clientID}, "client_secret": {a.clientSecret},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || !strings.Contains(string(body), "invalid_grant") {
+				t.Errorf("the seed refresh token at the issuer: %s %s; want 400 invalid_grant (rotated away)", resp.Status, body)
+			}
+		})
 	}
-	s.quit()
-	if n := p.issuerStats(t, a.Email)["grant_refresh_token_ok"]; n < 1 {
-		t.Fatalf("the proxy made no refresh before the restart")
-	}
-	// Kill the access token too, so that the restarted proxy must refresh
-	// (it may have persisted its access token as well).
-	x.stop()
-	p.issuerAdmin(t, "/admin/expire-access", map[string]string{"email": a.Email})
-	x.start()
-	s = proxySession(t, x, a)
-	if code, text := s.send(a.Email, []string{rcpt}, testMessage(uniq("r"), a.Email, rcpt)); code != 250 {
-		t.Fatalf("after the restart: %d %s (the rotated refresh token was not kept)", code, text)
-	}
-	s.quit()
 }
