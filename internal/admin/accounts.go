@@ -109,9 +109,9 @@ func (n *newAccount) fields() map[string]any {
 	return m
 }
 
-// candidate resolves a request into a config.Account the way Load would,
-// for verification, by loading a one-account file.
-func (a *API) candidate(n *newAccount) (*config.Account, error) {
+// candidate resolves a request into the config.Account to verify: its
+// credentials and the provider's token URL unless one is given.
+func (a *API) candidate(n *newAccount) *config.Account {
 	snap := a.b.Snapshot()
 	c := &config.Account{
 		ID: n.AccountID, Email: n.Email, Provider: n.Provider, ClientID: n.ClientID,
@@ -122,17 +122,14 @@ func (a *API) candidate(n *newAccount) (*config.Account, error) {
 			c.TokenURL = p.TokenURL
 		}
 	}
-	return c, nil
+	return c
 }
 
 func (a *API) verify(ctx context.Context, n *newAccount) error {
 	if n.Verify != nil && !*n.Verify {
 		return nil
 	}
-	c, err := a.candidate(n)
-	if err != nil {
-		return err
-	}
+	c := a.candidate(n)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := a.b.VerifyCredentials(ctx, c); err != nil {
