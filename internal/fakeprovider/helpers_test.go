@@ -158,13 +158,6 @@ func (c *client) reply() string {
 	return strconv.Itoa(code) + " " + strings.Join(lines, "|")
 }
 
-// cmd sends a line and returns the reply as reply does.
-func (c *client) cmd(line string) string {
-	c.t.Helper()
-	c.write(line + "\r\n")
-	return c.reply()
-}
-
 // expect checks that the next reply has code and starts with text.
 func (c *client) expect(code int, text string) {
 	c.t.Helper()

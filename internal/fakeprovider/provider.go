@@ -123,12 +123,12 @@ type Provider struct {
 	wg      sync.WaitGroup // accept loop, HTTP server, SMTP sessions
 	httpWG  sync.WaitGroup // HTTP connections, counted by ConnState
 
-	connSeq, msgSeq atomic.Int64
-	connections     atomic.Int64
-	logins          atomic.Int64
-	loginFailures   atomic.Int64
-	tokenRequests   atomic.Int64
-	tokenRefreshes  atomic.Int64
+	connSeq        atomic.Int64
+	connections    atomic.Int64
+	logins         atomic.Int64
+	loginFailures  atomic.Int64
+	tokenRequests  atomic.Int64
+	tokenRefreshes atomic.Int64
 
 	mu           sync.Mutex
 	closed       bool

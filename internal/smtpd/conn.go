@@ -50,7 +50,6 @@ type conn struct {
 	implicitTLS bool         // ServeTLS: handshake before the greeting
 	trusted     bool         // the client address is in Config.Trusted
 	ipKey       netip.Prefix // the client's unit for per-address limits
-	admitted    bool         // counted in the per-address connection count
 
 	stopping atomic.Bool
 	idle     atomic.Bool // waiting for a command between transactions

@@ -117,15 +117,6 @@ func (b *fakeBackend) lastLogin() smtpd.ConnInfo {
 	return b.logins[len(b.logins)-1]
 }
 
-func (b *fakeBackend) lastMessage() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.messages) == 0 {
-		return nil
-	}
-	return b.messages[len(b.messages)-1]
-}
-
 // startServer runs a server on loopback and returns its address.
 func startServer(t *testing.T, cfg smtpd.Config, b smtpd.Backend) string {
 	t.Helper()
