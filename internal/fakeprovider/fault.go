@@ -65,6 +65,10 @@ func (s *session) handshakeTLS() bool {
 		return false
 	}
 	s.conn, s.tls = tc, true
+	s.p.tlsHandshakes.Add(1)
+	if tc.ConnectionState().DidResume {
+		s.p.tlsResumed.Add(1)
+	}
 	return true
 }
 

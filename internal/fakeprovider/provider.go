@@ -110,6 +110,9 @@ type Stats struct {
 	// MaxConcurrentSessionsPerUser is the peak number of authenticated
 	// sessions one mailbox had at once, over all mailboxes.
 	MaxConcurrentSessionsPerUser int64
+	// TLSHandshakes and TLSResumed count TLS sessions, and those resumed
+	// from a session ticket (no full handshake).
+	TLSHandshakes, TLSResumed int64
 }
 
 // Provider is a running fake provider. Create it with Start.
@@ -124,6 +127,8 @@ type Provider struct {
 	httpWG  sync.WaitGroup // HTTP connections, counted by ConnState
 
 	connSeq        atomic.Int64
+	tlsHandshakes  atomic.Int64
+	tlsResumed     atomic.Int64
 	connections    atomic.Int64
 	logins         atomic.Int64
 	loginFailures  atomic.Int64
@@ -327,6 +332,8 @@ func (p *Provider) Stats() Stats {
 		TokenRequests:                p.tokenRequests.Load(),
 		TokenRefreshes:               p.tokenRefreshes.Load(),
 		MaxConcurrentSessionsPerUser: peak,
+		TLSHandshakes:                p.tlsHandshakes.Load(),
+		TLSResumed:                   p.tlsResumed.Load(),
 	}
 }
 

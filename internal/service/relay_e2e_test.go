@@ -553,3 +553,20 @@ func TestRelay_concurrencyRefusalShrinksCap(t *testing.T) {
 	}
 	t.Logf("ok %d, refused %d, provider refusals %d, cap now %d", ok.Load(), temp.Load(), st.LoginFailures, a.Pool.Cap())
 }
+
+// TestRelay_replacementSessionsResumeTLS: a session retired after its
+// messages is replaced by one that resumes the TLS session instead of a
+// full handshake.
+func TestRelay_replacementSessionsResumeTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.dial(t)
+	c.authPlain(userOne, password, "235") // one message per session
+	for i := 0; i < 3; i++ {
+		c.deliver(userOne, "r@example.net", "x\r\n")
+	}
+	st := e.fp.Stats()
+	if st.TLSHandshakes != 3 || st.TLSResumed != 2 {
+		t.Fatalf("TLS sessions %d, resumed %d; want 3 and 2", st.TLSHandshakes, st.TLSResumed)
+	}
+}

@@ -41,7 +41,7 @@ type dataReader struct {
 	// bare: the last line ended with a bare LF or CR, so a "." line that
 	// follows cannot end the data (only CRLF "." CRLF does).
 	bare    bool
-	scratch [4096]byte
+	scratch []byte // allocated on first use: the common path reads into the caller's buffer
 	pend    []byte // produced into scratch, not yet returned
 }
 
@@ -59,6 +59,13 @@ func newDataReader(br *bufio.Reader, wait func() error, max int64, maxLine int) 
 	return &dataReader{br: br, wait: wait, max: max, maxLine: maxLine}
 }
 
+func (d *dataReader) scratchBuf() []byte {
+	if d.scratch == nil {
+		d.scratch = make([]byte, 4096)
+	}
+	return d.scratch
+}
+
 // Read implements io.Reader. It returns io.EOF at the end of data, or the
 // limit error once a limit is exceeded.
 func (d *dataReader) Read(p []byte) (int, error) {
@@ -69,7 +76,7 @@ func (d *dataReader) Read(p []byte) (int, error) {
 	}
 	if len(p) < 4 && len(p) > 0 {
 		// step needs room for an expansion: go through scratch.
-		n, err := d.Read(d.scratch[:])
+		n, err := d.Read(d.scratchBuf())
 		d.pend = d.scratch[:n]
 		if n == 0 {
 			return 0, err
@@ -95,7 +102,7 @@ func (d *dataReader) Read(p []byte) (int, error) {
 func (d *dataReader) drain() error {
 	d.discard = true
 	for !d.done && d.ioErr == nil {
-		d.step(d.scratch[:])
+		d.step(d.scratchBuf())
 	}
 	return d.ioErr
 }
