@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -36,6 +37,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/bench"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/demo"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logbuf"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
 )
@@ -181,7 +183,10 @@ func serve(args []string, stderr io.Writer) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	log, err := c.logger(stderr)
+	// One write per 100 ms instead of one per message line (logbuf).
+	logs := logbuf.New(stderr, 100*time.Millisecond)
+	defer logs.Close()
+	log, err := c.logger(logs)
 	if err != nil {
 		return err
 	}
@@ -233,6 +238,7 @@ func serve(args []string, stderr io.Writer) error {
 		signal.Notify(ch, syscall.SIGTERM, os.Interrupt)
 		<-ch
 		log.Warn("second signal: exiting now")
+		_ = logs.Flush()
 		os.Exit(1)
 	}()
 	return svc.Run(ctx)
