@@ -101,7 +101,7 @@ type HTTPPool struct {
 // Pool is a "connection_pool" block (or an account's "connection_settings").
 type Pool struct {
 	MaxConnectionsPerAccount int           // upstream sessions per account; built-in: gmail 10, outlook 3, default 5
-	MaxMessagesPerConnection int           // retire a session after this many messages; default 100
+	MaxMessagesPerConnection int           // retire a session after this many messages; default 500
 	ConnectionMaxAge         time.Duration // retire after this age; default 300s
 	ConnectionIdleTimeout    time.Duration // QUIT idle sessions after this; default 30s
 }
