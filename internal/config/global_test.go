@@ -51,9 +51,9 @@ func TestLoad_defaults(t *testing.T) {
 		t.Errorf("tokens = %+v, want %+v", g.Tokens, want)
 	}
 	pools := map[string]config.Pool{
-		"gmail":   {10, 100, 300 * time.Second, 30 * time.Second},
-		"outlook": {3, 100, 300 * time.Second, 30 * time.Second},
-		"default": {5, 100, 300 * time.Second, 30 * time.Second},
+		"gmail":   {10, 500, 300 * time.Second, 30 * time.Second},
+		"outlook": {3, 500, 300 * time.Second, 30 * time.Second},
+		"default": {5, 500, 300 * time.Second, 30 * time.Second},
 	}
 	for name, pool := range pools {
 		if p := s.Providers[name]; p.Pool != pool || p.Name != name {
