@@ -74,6 +74,7 @@ func startSubprocess(ctx context.Context, exe string, f proxyFiles) (*subprocess
 		"--config", f.config, "--accounts", f.accounts,
 		"--host", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--global-concurrency", strconv.Itoa(f.conns),
+		"--state-dir", f.dir, "--admin-host", "", // no admin API: its port could be taken
 		"--log-level", f.logLevel, "--log-format", "text")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = f.dir

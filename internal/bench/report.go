@@ -232,7 +232,7 @@ func (r *Report) method() []string {
 	s := r.Settings
 	m := []string{
 		"the proxy runs as its own process (xoauth2-proxy serve on generated config and accounts files, " +
-			"log level " + s.ProxyLogLevel + " to a file); the load client, the fake provider and the relay run in the bench " +
+			"log level " + s.ProxyLogLevel + " to a file; sending budgets on, without limits); the load client, the fake provider and the relay run in the bench " +
 			"process, on the same CPUs. Each mode gets a fresh fake provider that verifies XOAUTH2 and discards bodies.",
 		"delivered/min: messages the fake provider stored during the load window (it stores each before replying 250), " +
 			"divided by the window, from the first MAIL to the last final reply.",

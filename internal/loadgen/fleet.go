@@ -110,7 +110,11 @@ func (f *Fleet) connect(ctx context.Context, m *member) error {
 	return nil
 }
 
-// Close sends QUIT on every open connection, in parallel, and closes it.
+// quitTimeout bounds the QUIT of each connection in Close.
+const quitTimeout = 5 * time.Second
+
+// Close sends QUIT on every open connection, in parallel, waits up to
+// quitTimeout for each reply, and closes it.
 func (f *Fleet) Close() {
 	var wg sync.WaitGroup
 	for _, m := range f.members {
@@ -119,6 +123,7 @@ func (f *Fleet) Close() {
 		}
 		c := m.c
 		m.c = nil
+		c.timeout = min(c.timeout, quitTimeout)
 		wg.Go(func() { _ = c.Quit() })
 	}
 	wg.Wait()
