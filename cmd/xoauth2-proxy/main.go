@@ -286,6 +286,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&pipelining, "pipelining", true, "the load client pipelines MAIL/RCPT/DATA")
 	fs.StringVar(&mode, "mode", string(bench.ModeBoth), "proxy, direct or both")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&o.NoBudgets, "no-budgets", false, "switch the accounts' sending budgets off (to measure their cost)")
 	fs.BoolVar(&o.NoRelay, "no-relay", false, "without --latency: no relay hop to the provider (round trips are then not counted)")
 	fs.StringVar(&o.ProxyLogLevel, "proxy-log-level", "info", "the proxy's --log-level (its log goes to a temporary file)")
 	if err := fs.Parse(args); err != nil {

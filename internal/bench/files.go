@@ -77,7 +77,7 @@ func writeProxyFiles(dir string, o *Options, accts []benchAccount, upstream, tok
 		// Budgets stay on, so their bookkeeping is measured, but without
 		// limits: gmail's 2,000 messages a day per account would stop a
 		// run after seconds, and the fake provider has no quota.
-		"rate_limiting": map[string]any{"enabled": true, "messages_per_day": 0, "recipients_per_day": 0},
+		"rate_limiting": map[string]any{"enabled": !o.NoBudgets, "messages_per_day": 0, "recipients_per_day": 0},
 	}
 	if o.Cap > 0 {
 		gmail["connection_pool"] = map[string]any{"max_connections_per_account": o.Cap}

@@ -77,6 +77,9 @@ type Options struct {
 	NoPipelining bool
 	// Mode is what to measure; "" means both.
 	Mode Mode
+	// NoBudgets switches the accounts' sending budgets off (rate_limiting
+	// "enabled": false), to measure what their bookkeeping costs.
+	NoBudgets bool
 	// NoRelay connects straight to the fake provider instead of through
 	// the latency relay, in both modes. Only with Latency 0; upstream
 	// round trips are then not counted.
