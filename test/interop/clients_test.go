@@ -119,7 +119,7 @@ func TestClients_swaks(t *testing.T) {
 				p.findMessage(t, box2, marker, 20*time.Second)
 				var msgLine string
 				eventually(5*time.Second, func() bool {
-					l := linesWith(xl.since(), "msg=message ", "rcpts=3 ", "accepted_rcpts=2 ", "code=250 ")
+					l := linesWith(xl.settled(), "msg=message ", "rcpts=3 ", "accepted_rcpts=2 ", "code=250 ")
 					if len(l) > 0 {
 						msgLine = l[0]
 					}
@@ -128,8 +128,8 @@ func TestClients_swaks(t *testing.T) {
 				if msgLine == "" {
 					t.Fatalf("no proxy message line with rcpts=3 accepted_rcpts=2 code=250")
 				}
-				if got, want := connUsedTLS(xl.since(), fieldOf(msgLine, "conn_id")), mode != "plain"; got != want {
-					t.Errorf("proxy session %s under TLS: %v, want %v:\n%s", fieldOf(msgLine, "conn_id"), got, want, xl.since())
+				if got, want := connUsedTLS(xl.settled(), fieldOf(msgLine, "conn_id")), mode != "plain"; got != want {
+					t.Errorf("proxy session %s under TLS: %v, want %v:\n%s", fieldOf(msgLine, "conn_id"), got, want, xl.settled())
 				}
 			})
 		}
@@ -380,9 +380,9 @@ func TestClients_postfixRelaysThroughTheProxy(t *testing.T) {
 					t.Fatalf("client Postfix log: %d sent to %s, %d bounced for rejectme; want 1 and 1:\n%s", len(sent), box, len(bounced), cl.since())
 				}
 				t.Logf("client Postfix:\n%s\n%s", sent[0], bounced[0])
-				msgs := messageLines(xl.since(), 0)
+				msgs := messageLines(xl.settled(), 0)
 				if len(msgs) != 1 {
-					t.Fatalf("proxy: %d message lines, want 1:\n%s", len(msgs), xl.since())
+					t.Fatalf("proxy: %d message lines, want 1:\n%s", len(msgs), xl.settled())
 				}
 				if got := connUsedTLS(x.log(), fieldOf(msgs[0], "conn_id")); got != via.tls {
 					t.Errorf("proxy session %s under TLS: %v, want %v", fieldOf(msgs[0], "conn_id"), got, via.tls)

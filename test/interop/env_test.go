@@ -252,6 +252,34 @@ func (m logMark) since() string {
 	return string(b[m.off:])
 }
 
+// settled is since once the log has stopped growing. The proxy writes its
+// log in batches every 100 ms (internal/logbuf): a line about something
+// that just happened can be up to that late.
+func (m logMark) settled() string {
+	settle(m.path)
+	return m.since()
+}
+
+// settle waits until path's size holds still for 300 ms (three of the
+// proxy's log flushes), at most 5 s.
+func settle(path string) {
+	last := int64(-1)
+	stable := time.Now()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var size int64
+		if st, err := os.Stat(path); err == nil {
+			size = st.Size()
+		}
+		if size != last {
+			last, stable = size, time.Now()
+		} else if time.Since(stable) >= 300*time.Millisecond {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
 // linesWith returns the lines of text that contain every one of subs.
 func linesWith(text string, subs ...string) []string {
 	var out []string

@@ -190,7 +190,7 @@ func (p *peers) relayBatch(t *testing.T, x *proxy, a *account, via clientPath, n
 	}
 	r.missing = len(clientIDs)
 
-	px := xl.since()
+	px := xl.settled()
 	r.proxyOK = len(messageLines(px, 250))
 	r.proxyOther = len(messageLines(px, 0)) - r.proxyOK
 	r.sessions = sessionsOpened(px, a.ID)

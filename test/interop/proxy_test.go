@@ -209,8 +209,10 @@ func (x *proxy) kill() {
 	x.cmd = nil
 }
 
-// log returns everything the proxy logged so far.
+// log returns everything the proxy logged so far, once its batched log
+// has caught up.
 func (x *proxy) log() string {
+	settle(x.logPath)
 	b, _ := os.ReadFile(x.logPath)
 	return string(b)
 }
