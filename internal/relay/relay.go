@@ -120,6 +120,7 @@ type txn struct {
 	// ticket is the budget reservation; nil when budgets are off.
 	ticket   *quota.Ticket
 	reserved []bool // per command of the current batch: a recipient reservation was made
+	local    []bool // per command of the current batch: answered here, not sent upstream
 
 	from      string
 	rcpts     int
@@ -234,8 +235,10 @@ func (t *txn) open(ctx context.Context) *reply.Reply {
 // the upstream supports them; a command that cannot be relayed is answered
 // locally (local[i] true).
 func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply.Reply) ([]upstream.Cmd, []bool) {
-	local := make([]bool, len(cmds))
-	t.reserved = make([]bool, len(cmds))
+	// Per-batch flags, reused across the transaction's batches.
+	t.local = resetFlags(t.local, len(cmds))
+	t.reserved = resetFlags(t.reserved, len(cmds))
+	local := t.local
 	t.cmdBuf = t.cmdBuf[:0]
 	for i, c := range cmds {
 		switch c.Verb {
@@ -303,4 +306,14 @@ func stageOf(v smtpd.Verb) string {
 		return "data"
 	}
 	return "mail"
+}
+
+// resetFlags returns b with n false entries, reusing its array.
+func resetFlags(b []bool, n int) []bool {
+	if cap(b) < n {
+		return make([]bool, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
 }
