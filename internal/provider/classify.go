@@ -93,3 +93,14 @@ func Classify(r reply.Reply) Verdict {
 	}
 	return Verdict{}
 }
+
+// ClassifySession is Classify for a reply that refused a new session (at
+// the greeting, EHLO or AUTH): there, any 421 also means "too many
+// sessions or connections", whatever its text.
+func ClassifySession(r reply.Reply) Verdict {
+	v := Classify(r)
+	if v.Kind == Normal && r.Code == 421 {
+		return Verdict{Concurrency, true}
+	}
+	return v
+}

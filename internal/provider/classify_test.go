@@ -32,3 +32,16 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestClassifySession(t *testing.T) {
+	t.Parallel()
+	if k := provider.ClassifySession(reply.New(421, "4.4.5", "Server busy, try again later")).Kind; k != provider.Concurrency {
+		t.Errorf("421 at session open: %v", k)
+	}
+	if k := provider.Classify(reply.New(421, "4.4.5", "Server busy, try again later")).Kind; k != provider.Normal {
+		t.Errorf("421 elsewhere: %v", k)
+	}
+	if k := provider.ClassifySession(reply.New(535, "5.7.8", "Username and Password not accepted")).Kind; k != provider.Normal {
+		t.Errorf("535: %v", k)
+	}
+}

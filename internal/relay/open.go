@@ -191,8 +191,7 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 func isAddrNotAvail(err error) bool { return errors.Is(err, syscall.EADDRNOTAVAIL) }
 
 // sessionRefusal returns the provider's reply when a session was refused
-// for too many sessions or logins (provider.Concurrency, LoginRate, or any
-// 421 at greeting or AUTH), else nil.
+// for too many sessions or logins (provider.ClassifySession), else nil.
 func sessionRefusal(err error) (*reply.Reply, provider.Kind) {
 	var rp *reply.Reply
 	var ae *upstream.AuthError
@@ -205,11 +204,8 @@ func sessionRefusal(err error) (*reply.Reply, provider.Kind) {
 	default:
 		return nil, provider.Normal
 	}
-	switch k := provider.Classify(*rp).Kind; {
-	case k == provider.Concurrency || k == provider.LoginRate:
+	if k := provider.ClassifySession(*rp).Kind; k == provider.Concurrency || k == provider.LoginRate {
 		return rp, k
-	case rp.Code == 421:
-		return rp, provider.Concurrency
 	}
 	return nil, provider.Normal
 }

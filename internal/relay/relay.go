@@ -151,7 +151,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 	if first {
 		if rp := t.open(ctx); rp != nil {
 			t.broken = true
-			fillFailure(out, cmds, *rp)
+			fillFailure(out, *rp)
 			return out
 		}
 	}
@@ -168,7 +168,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 		t.lease = nil
 		if rp := t.open(ctx); rp != nil {
 			t.broken = true
-			fillFailure(out, cmds, *rp)
+			fillFailure(out, *rp)
 			return out
 		}
 		sess = t.lease.Session()
@@ -288,7 +288,7 @@ func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply
 
 // fillFailure answers a first batch that could not reach the upstream:
 // the MAIL gets the failure, the rest "no sender" as a real server says.
-func fillFailure(out []reply.Reply, _ []smtpd.Command, rp reply.Reply) {
+func fillFailure(out []reply.Reply, rp reply.Reply) {
 	for i := range out {
 		if i == 0 {
 			out[i] = rp
