@@ -95,12 +95,11 @@ func Classify(r reply.Reply) Verdict {
 }
 
 // ClassifySession is Classify for a reply that refused a new session (at
-// the greeting, EHLO or AUTH): there, any 421 also means "too many
-// sessions or connections", whatever its text.
+// the greeting, EHLO or AUTH): there, any 421 means "too many sessions or
+// connections", whatever its text.
 func ClassifySession(r reply.Reply) Verdict {
-	v := Classify(r)
-	if v.Kind == Normal && r.Code == 421 {
+	if r.Code == 421 {
 		return Verdict{Concurrency, true}
 	}
-	return v
+	return Classify(r)
 }

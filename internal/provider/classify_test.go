@@ -38,6 +38,9 @@ func TestClassifySession(t *testing.T) {
 	if k := provider.ClassifySession(reply.New(421, "4.4.5", "Server busy, try again later")).Kind; k != provider.Concurrency {
 		t.Errorf("421 at session open: %v", k)
 	}
+	if k := provider.ClassifySession(reply.New(421, "4.7.0", "Try again later, closing connection.")).Kind; k != provider.Concurrency {
+		t.Errorf("421 4.7.0 at session open: %v", k)
+	}
 	if k := provider.Classify(reply.New(421, "4.4.5", "Server busy, try again later")).Kind; k != provider.Normal {
 		t.Errorf("421 elsewhere: %v", k)
 	}
