@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -94,4 +96,26 @@ func SelfSignedTLS(hosts ...string) (server *tls.Config, roots *x509.CertPool, p
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128)) // crypto/rand does not fail
 	return n
+}
+
+// WriteKeyPair writes c's chain and private key as PEM files (mode 0600)
+// named certName and keyName in dir, as a server's tls_cert_file and
+// tls_key_file, and returns their paths.
+func WriteKeyPair(dir, certName, keyName string, c tls.Certificate) (certFile, keyFile string, err error) {
+	var chain []byte
+	for _, der := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, certName), filepath.Join(dir, keyName)
+	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
 }

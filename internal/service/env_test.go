@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"log/slog"
 	"net"
 	"os"
@@ -171,22 +170,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		dir: dir, accts: accts, stop: stop}
 }
 
-// writeKeyPair writes c's chain and key as PEM files into dir.
+// writeKeyPair writes c as the listener's certificate and key files.
 func writeKeyPair(t *testing.T, dir string, c tls.Certificate) (certFile, keyFile string) {
 	t.Helper()
-	var chain bytes.Buffer
-	for _, der := range c.Certificate {
-		_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	certFile, keyFile, err := fakeprovider.WriteKeyPair(dir, "listener-cert.pem", "listener-key.pem", c)
 	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "listener-cert.pem"), filepath.Join(dir, "listener-key.pem")
-	if err := os.WriteFile(certFile, chain.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile

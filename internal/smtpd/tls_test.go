@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -30,20 +29,8 @@ func writeKeyPair(t *testing.T, dir string) (certFile, keyFile string, roots *x5
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cfg.Certificates[0]
-	var chain bytes.Buffer
-	for _, der := range c.Certificate {
-		_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	certFile, keyFile, err = fakeprovider.WriteKeyPair(dir, "cert.pem", "key.pem", cfg.Certificates[0])
 	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, chain.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile, roots
