@@ -203,21 +203,17 @@ func (r *Registry) Replace(snap *config.Snapshot, build Build) (Change, error) {
 	}
 	r.cur.Store(s)
 	var ch Change
-	oldIDs := map[string]bool{}
+	prev := make(map[string]*Account, len(old.accounts))
 	for _, a := range old.accounts {
-		oldIDs[a.Cfg.ID] = true
+		prev[a.Cfg.ID] = a
 	}
-	kept := map[*Account]bool{}
-	for _, a := range old.accounts {
-		kept[a] = true
-	}
-	newIDs := map[string]bool{}
+	newIDs := make(map[string]bool, len(s.accounts))
 	for _, a := range s.accounts {
 		newIDs[a.Cfg.ID] = true
-		switch {
-		case !oldIDs[a.Cfg.ID]:
+		switch p, ok := prev[a.Cfg.ID]; {
+		case !ok:
 			ch.Added = append(ch.Added, a.Cfg.ID)
-		case !kept[a]:
+		case p != a:
 			ch.Changed = append(ch.Changed, a.Cfg.ID)
 		}
 	}
