@@ -246,6 +246,10 @@ smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = check_recipient_access regexp:$d/reject.regexp, permit_sasl_authenticated, reject
 line_length_limit = 8192
 in_flow_delay = 0
+# Short queue ids are reused once a queue file is gone (inode plus a
+# microsecond field); the tests match queue ids across logs, so they must
+# be unique for the whole run.
+enable_long_queue_ids = yes
 EOF
   postfix_master_cf \
     "127.0.0.1:$UP_STARTTLS_PORT inet n - n - - smtpd -o smtpd_sasl_mechanism_filter=xoauth2,oauthbearer" \
@@ -307,6 +311,7 @@ queue_run_delay = 2s
 minimal_backoff_time = 2s
 maximal_backoff_time = 4s
 in_flow_delay = 0
+enable_long_queue_ids = yes
 EOF
   postfix_master_cf "127.0.0.1:$CLIENT_PORT inet n - n - - smtpd" \
     "127.0.0.1:$CLIENT_PLAIN_PORT inet n - n - - smtpd -o content_filter=plainrelay:[127.0.0.1]:$CLIENT_PROXY_PORT" \

@@ -31,8 +31,11 @@ func (p *peers) mtaAccount(t *testing.T) *account {
 }
 
 var (
-	reQueued  = regexp.MustCompile(`queued as ([0-9A-Za-z]+)\)`)
-	reQID     = regexp.MustCompile(`postfix/[a-z]+\[\d+\]: ([0-9A-F]{6,}): `)
+	reQueued = regexp.MustCompile(`queued as ([0-9A-Za-z]+)\)`)
+	// Long queue ids (enable_long_queue_ids, peers.sh): short ones are
+	// reused within a run, and a reused id once made a correct relay look
+	// like a crossed reply.
+	reQID     = regexp.MustCompile(`postfix/[a-z]+\[\d+\]: ([0-9A-Za-z]{12,}): `)
 	reMsgID   = regexp.MustCompile(`: message-id=(<[^>]*>)`)
 	reStatus  = regexp.MustCompile(`status=([a-z]+) `)
 	reToField = regexp.MustCompile(`: to=<([^>]*)>`)
@@ -46,17 +49,21 @@ type delivery struct {
 // postfixLog is the parts of a Postfix log that say what became of mail.
 type postfixLog struct {
 	msgID      map[string]string // queue id → Message-ID
+	reusedQID  map[string]bool   // queue ids seen with two Message-IDs
 	deliveries []delivery
 }
 
 func parsePostfixLog(text string) postfixLog {
-	pl := postfixLog{msgID: map[string]string{}}
+	pl := postfixLog{msgID: map[string]string{}, reusedQID: map[string]bool{}}
 	for _, l := range strings.Split(text, "\n") {
 		q := reQID.FindStringSubmatch(l)
 		if q == nil {
 			continue
 		}
 		if m := reMsgID.FindStringSubmatch(l); m != nil {
+			if old, ok := pl.msgID[q[1]]; ok && old != m[1] {
+				pl.reusedQID[q[1]] = true
+			}
 			pl.msgID[q[1]] = m[1]
 			continue
 		}
@@ -169,7 +176,8 @@ func (p *peers) relayBatch(t *testing.T, x *proxy, a *account, via clientPath, n
 		if m == nil || up.msgID[m[1]] != id {
 			r.mismatched++
 			if r.mismatched <= 3 {
-				t.Logf("client says %q; upstream has Message-ID %q for it", d.line, up.msgID[m[1]])
+				t.Logf("client says %q; upstream has Message-ID %q for it (queue id reused: %v)",
+					d.line, up.msgID[m[1]], up.reusedQID[m[1]])
 			}
 		}
 	}
