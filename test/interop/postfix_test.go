@@ -172,12 +172,15 @@ func (p *peers) relayBatch(t *testing.T, x *proxy, a *account, via clientPath, n
 		clientIDs[id] = true
 		// Fate match: the upstream queue id in the proxy's 250 reply is
 		// a message the upstream stored under the same Message-ID.
-		m := reQueued.FindStringSubmatch(d.line)
-		if m == nil || up.msgID[m[1]] != id {
+		upQID := ""
+		if m := reQueued.FindStringSubmatch(d.line); m != nil {
+			upQID = m[1]
+		}
+		if upQID == "" || up.msgID[upQID] != id {
 			r.mismatched++
 			if r.mismatched <= 3 {
 				t.Logf("client says %q; upstream has Message-ID %q for it (queue id reused: %v)",
-					d.line, up.msgID[m[1]], up.reusedQID[m[1]])
+					d.line, up.msgID[upQID], up.reusedQID[upQID])
 			}
 		}
 	}
