@@ -62,6 +62,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runDemo(args, stdout, stderr)
 	case "bench":
 		err = runBench(args, stdout, stderr)
+	case "bench-upstream":
+		// Not for people: bench starts it as the fake provider's process
+		// and talks to it over stdin and stdout.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err = bench.ServeUpstream(ctx, stdin, stdout)
+		stop()
 	case "check-config":
 		err = checkConfig(args, stdout, stderr)
 	case "hash-password":
@@ -288,6 +294,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.NoBudgets, "no-budgets", false, "switch the accounts' sending budgets off (to measure their cost)")
 	fs.BoolVar(&o.NoRelay, "no-relay", false, "without --latency: no relay hop to the provider (round trips are then not counted)")
+	fs.BoolVar(&o.ProviderInProcess, "provider-in-process", false, "run the fake provider and relay in the bench process with the load client, not in a process of their own")
 	fs.StringVar(&o.ProxyLogLevel, "proxy-log-level", "info", "the proxy's --log-level (its log goes to a temporary file)")
 	if err := fs.Parse(args); err != nil {
 		return err

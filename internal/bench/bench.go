@@ -2,17 +2,14 @@ package bench
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/fakeprovider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/loadgen"
 )
 
@@ -27,7 +24,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	if o.Runner == Subprocess && o.runs(ModeProxy) && o.Executable == "" {
+	if o.Runner == Subprocess && (o.runs(ModeProxy) || !o.ProviderInProcess) && o.Executable == "" {
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("find the proxy executable: %w", err)
@@ -41,18 +38,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer os.RemoveAll(dir)
 
 	e := &env{o: &o, dir: dir, accts: makeAccounts(o.Accounts), body: makeBody(o.MessageBytes), rcpts: makeRcpts(o.Rcpts)}
-	if o.TLS {
-		srv, roots, caPEM, err := fakeprovider.SelfSignedTLS("127.0.0.1", "localhost")
-		if err != nil {
-			return nil, err
-		}
-		e.serverTLS = srv
-		e.clientTLS = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-		e.caFile = filepath.Join(dir, "fake-provider-ca.pem")
-		if err := os.WriteFile(e.caFile, caPEM, 0o644); err != nil {
-			return nil, err
-		}
-	}
 	rep := newReport(&o)
 	if o.runs(ModeProxy) {
 		if rep.Proxy, err = e.runProxy(ctx); err != nil {
@@ -70,67 +55,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 // env is what both modes share.
 type env struct {
-	o                    *Options
-	dir                  string
-	accts                []benchAccount
-	body                 []byte
-	rcpts                []string
-	serverTLS, clientTLS *tls.Config // nil without Options.TLS
-	caFile               string      // the fake provider's CA, for the proxy
+	o     *Options
+	dir   string
+	accts []benchAccount
+	body  []byte
+	rcpts []string
 }
 
 func (e *env) progress(format string, args ...any) {
 	fmt.Fprintf(e.o.Progress, "bench: "+format+"\n", args...)
-}
-
-// upstream is a fresh fake provider, behind the latency relay unless
-// Options.NoRelay.
-type upstream struct {
-	fp    *fakeprovider.Provider
-	relay *LatencyRelay // nil with NoRelay
-	addr  string        // where clients of the provider connect
-}
-
-func (e *env) startUpstream() (*upstream, error) {
-	fp, err := fakeprovider.Start(fakeprovider.Options{
-		TLSConfig:         e.serverTLS,
-		RequireTLSForAuth: e.serverTLS != nil,
-		DiscardBodies:     true,
-	})
-	if err != nil {
-		return nil, err
-	}
-	addAccounts(fp, e.accts)
-	u := &upstream{fp: fp, addr: fp.SMTPAddr()}
-	if !e.o.NoRelay {
-		if u.relay, err = StartRelay(fp.SMTPAddr(), e.o.Latency); err != nil {
-			fp.Close()
-			return nil, err
-		}
-		u.addr = u.relay.Addr()
-	}
-	return u, nil
-}
-
-func (u *upstream) close() {
-	if u.relay != nil {
-		u.relay.Close()
-	}
-	u.fp.Close()
-}
-
-// counters are the upstream's counters at one moment.
-type counters struct {
-	fp    fakeprovider.Stats
-	relay RelayStats
-}
-
-func (u *upstream) counters() counters {
-	c := counters{fp: u.fp.Stats()}
-	if u.relay != nil {
-		c.relay = u.relay.Stats()
-	}
-	return c
 }
 
 func (e *env) load() loadgen.Load {
@@ -139,12 +72,13 @@ func (e *env) load() loadgen.Load {
 
 // runProxy measures load client → proxy → (relay →) fake provider.
 func (e *env) runProxy(ctx context.Context) (_ *Result, err error) {
-	u, err := e.startUpstream()
+	u, err := e.startUpstream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer u.close()
-	cfg, accts, err := writeProxyFiles(e.dir, e.o, e.accts, u.addr, u.fp.TokenURL(), e.caFile)
+	defer closeUpstream(u, &err)
+	_, caFile := u.TLS()
+	cfg, accts, err := writeProxyFiles(e.dir, e.o, e.accts, u.Addr(), u.TokenURL(), caFile)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +97,7 @@ func (e *env) runProxy(ctx context.Context) (_ *Result, err error) {
 			err = serr
 		}
 	}()
-	e.progress("proxy mode: proxy listening on %s, upstream %s", p.Addr(), u.addr)
+	e.progress("proxy mode: proxy listening on %s, upstream %s", p.Addr(), u.Addr())
 
 	fleet, err := loadgen.Open(ctx, loadgen.FleetOptions{
 		Addr:         p.Addr(),
@@ -191,22 +125,23 @@ func (e *env) runProxy(ctx context.Context) (_ *Result, err error) {
 
 // runDirect measures load client → (relay →) fake provider, the client
 // logging in with AUTH XOAUTH2 like the proxy does upstream.
-func (e *env) runDirect(ctx context.Context) (*Result, error) {
-	u, err := e.startUpstream()
+func (e *env) runDirect(ctx context.Context) (_ *Result, err error) {
+	u, err := e.startUpstream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer u.close()
-	tokens, err := e.fetchTokens(ctx, u.fp.TokenURL())
+	defer closeUpstream(u, &err)
+	tokens, err := e.fetchTokens(ctx, u.TokenURL())
 	if err != nil {
 		return nil, err
 	}
-	e.progress("direct mode: fake provider at %s", u.addr)
+	e.progress("direct mode: fake provider at %s", u.Addr())
+	clientTLS, _ := u.TLS()
 	fleet, err := loadgen.Open(ctx, loadgen.FleetOptions{
-		Addr:         u.addr,
+		Addr:         u.Addr(),
 		Connections:  e.o.Connections,
 		Timeout:      clientTimeout,
-		TLS:          e.clientTLS,
+		TLS:          clientTLS,
 		NoPipelining: e.o.NoPipelining,
 		Login: func(c *loadgen.Client, i int) (string, error) {
 			k := i % len(e.accts)
@@ -218,6 +153,14 @@ func (e *env) runDirect(ctx context.Context) (*Result, error) {
 	}
 	defer fleet.Close()
 	return e.measure(ctx, ModeDirect, fleet, u, nil)
+}
+
+// closeUpstream closes u and reports its error through *err unless an
+// earlier error is there.
+func closeUpstream(u upstream, err *error) {
+	if cerr := u.Close(); cerr != nil && *err == nil {
+		*err = cerr
+	}
 }
 
 // fetchTokens gets an access token for each account the connections use.
@@ -246,7 +189,7 @@ func (e *env) fetchTokens(ctx context.Context, tokenURL string) ([]string, error
 
 // measure runs the load and reads the counters around it. p is nil in the
 // direct mode.
-func (e *env) measure(ctx context.Context, m Mode, fleet *loadgen.Fleet, u *upstream, p proxy) (*Result, error) {
+func (e *env) measure(ctx context.Context, m Mode, fleet *loadgen.Fleet, u upstream, p proxy) (*Result, error) {
 	// Start both modes from a collected heap, so one run's garbage does
 	// not slow the next.
 	runtime.GC()
@@ -258,35 +201,45 @@ func (e *env) measure(ctx context.Context, m Mode, fleet *loadgen.Fleet, u *upst
 		}
 	}
 	e.progress("%s mode: %d connections open, sending %s", m, e.o.Connections, limit)
-	before, clock0 := u.counters(), readCPUClock()
+	before, err := u.Counters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	clock0 := readCPUClock()
 	var cpu0 time.Duration
 	cpuOK := false
 	if p != nil {
 		cpu0, cpuOK = p.CPU()
 	}
+	up0, upOK := u.CPU()
 	sum, err := fleet.Run(ctx, e.load())
 	if err != nil {
 		return nil, err
 	}
-	after, clock1 := u.counters(), readCPUClock()
+	clock1 := readCPUClock()
+	up1, upOK1 := u.CPU()
+	after, err := u.Counters(ctx)
+	if err != nil {
+		return nil, err
+	}
 	r := &Result{
 		Mode:                   string(m),
 		Elapsed:                sum.Elapsed,
-		Delivered:              after.fp.Messages - before.fp.Messages,
+		Delivered:              after.FP.Messages - before.FP.Messages,
 		Accepted:               sum.OK,
 		Refused:                sum.Refused,
 		Errors:                 sum.Errors,
 		LatencyP50:             sum.Percentile(50),
 		LatencyP99:             sum.Percentile(99),
-		SessionsOpened:         after.fp.Connections,
-		Logins:                 after.fp.Logins,
-		LoginFailures:          after.fp.LoginFailures,
-		PeakSessionsPerAccount: after.fp.MaxConcurrentSessionsPerUser,
+		SessionsOpened:         after.FP.Connections,
+		Logins:                 after.FP.Logins,
+		LoginFailures:          after.FP.LoginFailures,
+		PeakSessionsPerAccount: after.FP.MaxConcurrentSessionsPerUser,
 		FirstRefusal:           sum.FirstRefusal,
 		FirstError:             sum.FirstError,
 	}
-	if u.relay != nil {
-		r.RoundTrips = after.relay.RoundTrips - before.relay.RoundTrips
+	if after.Relayed {
+		r.RoundTrips = after.Relay.RoundTrips - before.Relay.RoundTrips
 		r.roundTripsCounted = true
 	}
 	if cpuOK {
@@ -295,8 +248,12 @@ func (e *env) measure(ctx context.Context, m Mode, fleet *loadgen.Fleet, u *upst
 			r.proxyCPUMeasured = true
 		}
 	}
-	if use, ok := cpuUsage(clock0, clock1, r.ProxyCPU, r.Elapsed); ok {
-		r.CPU = &CPUCores{Bench: use.bench, Proxy: use.proxy, Other: use.other}
+	if upOK && upOK1 {
+		r.ProviderCPU = up1 - up0
+		r.providerCPUMeasured = true
+	}
+	if use, ok := cpuUsage(clock0, clock1, r.ProxyCPU, r.ProviderCPU, r.Elapsed); ok {
+		r.CPU = &CPUCores{Bench: use.bench, Provider: use.provider, Proxy: use.proxy, Other: use.other}
 	}
 	r.derive()
 	e.progress("%s mode: %d delivered in %.1fs", m, r.Delivered, r.Elapsed.Seconds())

@@ -54,20 +54,22 @@ func readCPUClock() cpuClock {
 // usage is how the machine's CPU time in a window was spent, in cores
 // (CPU seconds per second).
 type usage struct {
-	bench, proxy, other float64
+	bench, provider, proxy, other float64
 }
 
 // cpuUsage splits the CPU time between two readings: this process, the
-// proxy (its CPU time in the window, 0 if unknown) and everything else.
-func cpuUsage(a, b cpuClock, proxyCPU, elapsed time.Duration) (usage, bool) {
+// proxy and the provider's process (their CPU time in the window, 0 if
+// unknown) and everything else.
+func cpuUsage(a, b cpuClock, proxyCPU, providerCPU, elapsed time.Duration) (usage, bool) {
 	if !a.ok || !b.ok || elapsed <= 0 {
 		return usage{}, false
 	}
 	sec := elapsed.Seconds()
 	u := usage{
-		bench: (b.self - a.self).Seconds() / sec,
-		proxy: proxyCPU.Seconds() / sec,
+		bench:    (b.self - a.self).Seconds() / sec,
+		proxy:    proxyCPU.Seconds() / sec,
+		provider: providerCPU.Seconds() / sec,
 	}
-	u.other = max(0, (b.machineBusy-a.machineBusy).Seconds()/sec-u.bench-u.proxy)
+	u.other = max(0, (b.machineBusy-a.machineBusy).Seconds()/sec-u.bench-u.proxy-u.provider)
 	return u, true
 }

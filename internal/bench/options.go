@@ -84,8 +84,13 @@ type Options struct {
 	// the latency relay, in both modes. Only with Latency 0; upstream
 	// round trips are then not counted.
 	NoRelay bool
-	// Runner is how the proxy runs; the zero value is Subprocess.
+	// Runner is how the proxy runs; the zero value is Subprocess, which
+	// also runs the fake provider and the relay in a process of their own
+	// ("Executable bench-upstream"), unless ProviderInProcess.
 	Runner Runner
+	// ProviderInProcess keeps the fake provider and the relay in the bench
+	// process with the load client, as they always are with InProcess.
+	ProviderInProcess bool
 	// Executable is the xoauth2-proxy binary for Subprocess; "" means
 	// this process's own executable (os.Executable).
 	Executable string

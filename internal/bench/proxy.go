@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,11 +49,8 @@ type proxyFiles struct {
 
 // subprocess is the proxy as a child process.
 type subprocess struct {
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	done    chan struct{} // closed when cmd.Wait returned
-	waitErr error
+	*child
+	addr string
 }
 
 // startSubprocess runs "exe serve" on the generated files and waits until
@@ -79,14 +75,11 @@ func startSubprocess(ctx context.Context, exe string, f proxyFiles) (*subprocess
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = f.dir
 	cmd.WaitDelay = stopTimeout
-	if err := cmd.Start(); err != nil {
+	c, err := startChild(cmd, logPath)
+	if err != nil {
 		return nil, fmt.Errorf("start proxy %s: %w", exe, err)
 	}
-	p := &subprocess{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logPath: logPath, done: make(chan struct{})}
-	go func() { // owned by p: Stop waits for done
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
+	p := &subprocess{child: c, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	if err := p.waitReady(ctx); err != nil {
 		_ = p.Stop()
 		return nil, fmt.Errorf("proxy did not start: %w%s", err, p.logTail())
@@ -131,80 +124,16 @@ func greets(ctx context.Context, addr string) bool {
 
 func (p *subprocess) Addr() string { return p.addr }
 
-func (p *subprocess) CPU() (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, false
-	}
-	// proc(5): after "(comm)" come state (field 3) ... utime (14), stime (15).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, true
-}
-
-func (p *subprocess) PeakRSS() (int64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, false
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err == nil
-		}
-	}
-	return 0, false
-}
-
 // Stop sends SIGTERM (graceful shutdown), and SIGKILL if the proxy is
 // still running after stopTimeout.
 func (p *subprocess) Stop() error {
-	select {
-	case <-p.done:
-		return p.exitErr()
-	default:
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(stopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return p.exitErr()
-	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("proxy did not stop within %v after SIGTERM; killed%s", stopTimeout, p.logTail())
-	}
-}
-
-func (p *subprocess) exitErr() error {
-	if p.waitErr != nil {
-		return fmt.Errorf("proxy: %w%s", p.waitErr, p.logTail())
+	if err := p.wait(stopTimeout); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
 	return nil
-}
-
-// logTail is the end of the proxy's log, for error messages.
-func (p *subprocess) logTail() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return "\nproxy log (end):\n" + string(b)
 }
 
 // freePort asks the kernel for a free loopback port. Another process could

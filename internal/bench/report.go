@@ -49,23 +49,29 @@ type Result struct {
 	// CPU is how the machine's CPUs were used during the window; nil
 	// when /proc is not available.
 	CPU *CPUCores `json:"cpu_cores,omitempty"`
-	// BenchCPUPerMessageMS is the bench process's CPU time (load client,
-	// fake provider, relay) per delivered message.
+	// BenchCPUPerMessageMS is the bench process's CPU time (the load
+	// client, and the fake provider and relay when they run in it) per
+	// delivered message.
 	BenchCPUPerMessageMS *float64 `json:"bench_cpu_per_message_ms,omitempty"`
+	// ProviderCPU is the fake provider process's (provider and relay) CPU
+	// time during the window; only when it runs in a process of its own.
+	ProviderCPU             time.Duration `json:"-"`
+	ProviderCPUPerMessageMS *float64      `json:"provider_cpu_per_message_ms,omitempty"`
 	// ProxyPeakRSSBytes is the proxy process's VmHWM; 0 when not measured.
 	ProxyPeakRSSBytes int64  `json:"proxy_peak_rss_bytes,omitempty"`
 	FirstRefusal      string `json:"first_refusal,omitempty"`
 	FirstError        string `json:"first_error,omitempty"`
 
-	roundTripsCounted, proxyCPUMeasured bool
+	roundTripsCounted, proxyCPUMeasured, providerCPUMeasured bool
 }
 
 // CPUCores is CPU time per second of the window, by whom: 1.0 is one
 // core busy all the time.
 type CPUCores struct {
-	Bench float64 `json:"bench"` // this process: load client, fake provider, relay (and an in-process proxy)
-	Proxy float64 `json:"proxy"` // the proxy process
-	Other float64 `json:"other"` // every other process on the machine
+	Bench    float64 `json:"bench"`    // this process: load client (and an in-process provider, relay or proxy)
+	Provider float64 `json:"provider"` // the fake provider's process: provider and relay
+	Proxy    float64 `json:"proxy"`    // the proxy process
+	Other    float64 `json:"other"`    // every other process on the machine
 }
 
 // busyOther is the CPU, in cores, that other processes may use during a
@@ -87,6 +93,10 @@ func (r *Result) derive() {
 	if r.CPU != nil && r.Delivered > 0 {
 		v := r.CPU.Bench * r.ElapsedSeconds * 1000 / float64(r.Delivered)
 		r.BenchCPUPerMessageMS = &v
+	}
+	if r.providerCPUMeasured && r.Delivered > 0 {
+		v := ms(r.ProviderCPU) / float64(r.Delivered)
+		r.ProviderCPUPerMessageMS = &v
 	}
 	if r.proxyCPUMeasured {
 		s := r.ProxyCPU.Seconds()
@@ -116,6 +126,7 @@ type Settings struct {
 	Mode            string  `json:"mode"`
 	Relay           bool    `json:"relay"`
 	Runner          string  `json:"proxy_runner"`
+	ProviderProcess bool    `json:"provider_own_process"`
 	ProxyLogLevel   string  `json:"proxy_log_level"`
 }
 
@@ -157,6 +168,7 @@ func newReport(o *Options) *Report {
 			TLS: o.TLS, Cap: o.cap(), CapIsDefault: o.Cap == 0, LatencyMS: ms(o.Latency),
 			Pipelining: !o.NoPipelining, Mode: string(o.Mode), Relay: !o.NoRelay,
 			Runner: runner, ProxyLogLevel: o.ProxyLogLevel,
+			ProviderProcess: o.Runner == Subprocess && !o.ProviderInProcess,
 		},
 		Machine: Machine{
 			CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
@@ -230,10 +242,17 @@ func (r *Report) warn(format string, args ...any) {
 
 func (r *Report) method() []string {
 	s := r.Settings
+	where := "the load client, the fake provider and the relay run in the bench process"
+	if s.ProviderProcess {
+		where = "the fake provider and the relay run in a process of their own (xoauth2-proxy bench-upstream), " +
+			"the load client in the bench process, as client, proxy and provider are separate programs in real life " +
+			"(with --provider-in-process they share the bench process, which spares the direct mode the wake-ups " +
+			"that every hop between processes costs)"
+	}
 	m := []string{
 		"the proxy runs as its own process (xoauth2-proxy serve on generated config and accounts files, " +
-			"log level " + s.ProxyLogLevel + " to a file; sending budgets on, without limits); the load client, the fake provider and the relay run in the bench " +
-			"process, on the same CPUs. Each mode gets a fresh fake provider that verifies XOAUTH2 and discards bodies.",
+			"log level " + s.ProxyLogLevel + " to a file; sending budgets on, without limits); " + where +
+			"; all on the same CPUs. Each mode gets a fresh fake provider that verifies XOAUTH2 and discards bodies.",
 		"delivered/min: messages the fake provider stored during the load window (it stores each before replying 250), " +
 			"divided by the window, from the first MAIL to the last final reply.",
 		"latency: per accepted message at the load client, from writing MAIL to reading the reply after the body; " +
@@ -256,8 +275,8 @@ func (r *Report) method() []string {
 			"divided by messages delivered; it includes opening upstream sessions in the window. "+
 			"Peak RSS: the process's VmHWM (/proc/PID/status) at the end of the load.")
 	}
-	m = append(m, "CPU cores: CPU seconds per second of the window used by the bench process (load client, fake provider, "+
-		"relay), by the proxy process, and by every other process (from /proc/stat): the machine has "+
+	m = append(m, "CPU cores: CPU seconds per second of the window used by the bench process, by the fake provider's process, "+
+		"by the proxy process, and by every other process (from /proc/stat): the machine has "+
 		strconv.Itoa(r.Machine.CPUs)+"; with 'other' near 0 the numbers are the machine's own.")
 	return m
 }
@@ -299,8 +318,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		lat = fmt.Sprintf("%g ms one way", s.LatencyMS)
 	}
 	fmt.Fprintf(&b, "  upstream %s, session cap %d per account%s, injected latency %s\n", tlsMode, s.Cap, capNote, lat)
-	fmt.Fprintf(&b, "  machine: %d CPUs, %s, load average %.2f at start; proxy %s\n\n",
-		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAverage, s.Runner)
+	provider := "in the bench process"
+	if s.ProviderProcess {
+		provider = "its own process"
+	}
+	fmt.Fprintf(&b, "  machine: %d CPUs, %s, load average %.2f at start; proxy %s, fake provider %s\n\n",
+		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAverage, s.Runner, provider)
 
 	col := func(res *Result, f func(*Result) string) string {
 		if res == nil {
@@ -309,13 +332,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		return f(res)
 	}
 	row := func(name string, f func(*Result) string, ratio string) {
-		fmt.Fprintf(&b, "  %-28s%18s%18s%14s\n", name, col(r.Proxy, f), col(r.Direct, f), ratio)
+		fmt.Fprintf(&b, "  %-30s%20s%20s%14s\n", name, col(r.Proxy, f), col(r.Direct, f), ratio)
 	}
 	ratio := ""
 	if r.Ratio != nil {
 		ratio = fmt.Sprintf("%.1f%%", *r.Ratio*100)
 	}
-	fmt.Fprintf(&b, "  %-28s%18s%18s%14s\n", "", "proxy", "direct", "proxy/direct")
+	fmt.Fprintf(&b, "  %-30s%20s%20s%14s\n", "", "proxy", "direct", "proxy/direct")
 	row("delivered per minute", func(m *Result) string { return group(int64(m.DeliveredPerMinute + 0.5)) }, ratio)
 	row("delivered (window)", func(m *Result) string { return fmt.Sprintf("%s in %.1fs", group(m.Delivered), m.ElapsedSeconds) }, "")
 	row("client latency p50", func(m *Result) string { return fmt.Sprintf("%.2f ms", m.LatencyP50MS) }, "")
@@ -342,17 +365,23 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		return fmt.Sprintf("%.4f ms", *m.BenchCPUPerMessageMS)
 	}, "")
+	row("provider CPU per message", func(m *Result) string {
+		if m.ProviderCPUPerMessageMS == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.4f ms", *m.ProviderCPUPerMessageMS)
+	}, "")
 	row("proxy CPU in window", func(m *Result) string {
 		if m.ProxyCPUSeconds == nil {
 			return "-"
 		}
 		return fmt.Sprintf("%.2f s", *m.ProxyCPUSeconds)
 	}, "")
-	row("CPU cores: bench/proxy/other", func(m *Result) string {
+	row("cores: bench/prov/proxy/other", func(m *Result) string {
 		if m.CPU == nil {
 			return "-"
 		}
-		return fmt.Sprintf("%.2f/%.2f/%.2f", m.CPU.Bench, m.CPU.Proxy, m.CPU.Other)
+		return fmt.Sprintf("%.2f/%.2f/%.2f/%.2f", m.CPU.Bench, m.CPU.Provider, m.CPU.Proxy, m.CPU.Other)
 	}, "")
 	row("proxy peak RSS", func(m *Result) string {
 		if m.ProxyPeakRSSBytes == 0 {
