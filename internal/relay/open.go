@@ -31,6 +31,10 @@ type DialOptions struct {
 	// (validate_source_ip): an ip_address not among them refuses to send.
 	LocalIPs       map[netip.Addr]bool
 	CommandTimeout time.Duration
+	// OpenTimeout bounds opening one session: connect, TLS, EHLO, token,
+	// AUTH; 0 means 60s. (Waiting for a free session is bounded apart, by
+	// Options.AcquireTimeout.)
+	OpenTimeout time.Duration
 	// Dial replaces the network dialer (tests, the benchmark's latency relay).
 	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	Metrics *Metrics // nil: unregistered
@@ -45,6 +49,9 @@ type SourceIPError struct {
 }
 
 func (e *SourceIPError) Error() string { return "source address " + e.Addr.String() + " " + e.Reason }
+
+// defaultOpenTimeout is DialOptions.OpenTimeout's default.
+const defaultOpenTimeout = 60 * time.Second
 
 // ErrTokenRejected means the upstream refused a freshly refreshed token.
 var ErrTokenRejected = errors.New("upstream rejected the access token")
@@ -79,11 +86,17 @@ func Dialer(a *config.Account, tokens *token.Source, o DialOptions) func(ctx con
 			srcErr = &SourceIPError{Addr: ip, Reason: "is not configured on this host"}
 		}
 	}
+	openTimeout := o.OpenTimeout
+	if openTimeout <= 0 {
+		openTimeout = defaultOpenTimeout
+	}
 	return func(ctx context.Context) (*upstream.Client, error) {
 		if srcErr != nil {
 			// Never fall back to another source address (COMPAT.md).
 			return nil, srcErr
 		}
+		ctx, cancel := context.WithTimeout(ctx, openTimeout)
+		defer cancel()
 		start := time.Now()
 		c, err := upstream.Dial(ctx, cfg)
 		if err != nil {

@@ -20,8 +20,6 @@ type Options struct {
 	// AcquireTimeout bounds the wait for a free upstream session when the
 	// account is at its cap (global.timeouts.connection_acquire_timeout).
 	AcquireTimeout time.Duration
-	// OpenTimeout bounds opening a session: connect, TLS, EHLO, token, AUTH.
-	OpenTimeout time.Duration
 	// ShrinkFor is how long an account's session cap stays lowered after
 	// the provider refused a session for concurrency; default 1m.
 	ShrinkFor time.Duration
@@ -56,9 +54,6 @@ func New(reg *account.Registry, opts Options) *Relay {
 	}
 	if opts.ShrinkFor == 0 {
 		opts.ShrinkFor = time.Minute
-	}
-	if opts.OpenTimeout == 0 {
-		opts.OpenTimeout = 60 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -107,7 +102,11 @@ func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) 
 		return nil, reply.New(451, "4.7.0", s.a.Cfg.Email+": too many messages in flight for this account, try again later")
 	}
 	s.r.m.concurrent.Inc()
-	return &txn{r: s.r, a: s.a, c: c, start: time.Now(), ticket: tk}, nil
+	t := &txn{r: s.r, a: s.a, c: c, start: time.Now(), ticket: tk}
+	// A pipelined single-recipient message is MAIL, RCPT, DATA: the
+	// per-batch buffers start in the txn itself, not on the heap apart.
+	t.cmdBuf, t.local, t.reserved = t.inline.cmds[:0], t.inline.local[:0], t.inline.reserved[:0]
+	return t, nil
 }
 
 // txn is one mail transaction.
@@ -131,6 +130,10 @@ type txn struct {
 	final     *reply.Reply
 	size      int64
 	cmdBuf    []upstream.Cmd
+	inline    struct {
+		cmds            [4]upstream.Cmd
+		local, reserved [4]bool
+	}
 }
 
 var (
@@ -218,10 +221,10 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 
 // open leases a session for the transaction.
 func (t *txn) open(ctx context.Context) *reply.Reply {
-	octx, cancel := context.WithTimeout(ctx, t.r.opts.OpenTimeout)
-	defer cancel()
+	// No deadline here: a warm session is the common case and needs none;
+	// the Dialer bounds opening a new one (DialOptions.OpenTimeout).
 	start := time.Now()
-	l, err := t.a.Pool.Lease(octx, t.r.opts.AcquireTimeout)
+	l, err := t.a.Pool.Lease(ctx, t.r.opts.AcquireTimeout)
 	t.r.m.acquireWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		rp := t.r.openFailure(t.a, t.c, err)
@@ -244,6 +247,11 @@ func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply
 		switch c.Verb {
 		case smtpd.VerbMail:
 			var b strings.Builder
+			n := len("FROM:<>") + len(c.Addr)
+			for _, p := range c.Params {
+				n += 1 + len(p)
+			}
+			b.Grow(n)
 			b.WriteString("FROM:<")
 			b.WriteString(c.Addr)
 			b.WriteByte('>')

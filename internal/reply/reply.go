@@ -41,6 +41,11 @@ func (r Reply) Error() string { return r.String() }
 // String renders the reply on one line, e.g. "550 5.1.1 no such user".
 func (r Reply) String() string {
 	var b strings.Builder
+	n := 4 + len(r.Enhanced) + len(r.Lines)
+	for _, l := range r.Lines {
+		n += len(l)
+	}
+	b.Grow(n)
 	b.WriteString(strconv.Itoa(r.Code))
 	if r.Enhanced != "" {
 		b.WriteByte(' ')
@@ -137,21 +142,27 @@ func SplitEnhanced(code int, text string) (enhanced, rest string) {
 }
 
 func validEnhanced(code int, s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
+	// class "." subject "." detail: one digit matching the reply's class,
+	// then two groups of 1 to 3 digits (RFC 3463). No allocation: this
+	// runs for every upstream reply.
+	if len(s) < 5 || s[0] < '0' || s[0] > '9' || int(s[0]-'0') != code/100 || s[1] != '.' {
 		return false
 	}
-	for _, p := range parts {
-		if p == "" || len(p) > 3 {
-			return false
-		}
-		for i := 0; i < len(p); i++ {
-			if p[i] < '0' || p[i] > '9' {
+	groups, n := 1, 0
+	for i := 2; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			n++
+			if n > 3 {
 				return false
 			}
+		case c == '.' && n > 0 && groups == 1:
+			groups, n = 2, 0
+		default:
+			return false
 		}
 	}
-	return int(parts[0][0]-'0') == code/100 && len(parts[0]) == 1
+	return groups == 2 && n > 0
 }
 
 // Is makes errors.Is match replies with the same code, enhanced code and

@@ -57,6 +57,17 @@ func TestSplitEnhanced(t *testing.T) {
 		{250, "OK", "", "OK"},
 		{250, "2.0.0", "2.0.0", ""},
 		{421, "4.7.0x bad", "", "4.7.0x bad"},
+		{550, "5.123.456 three digits", "5.123.456", "three digits"},
+		{550, "5.1234.0 four", "", "5.1234.0 four"},
+		{550, "5.1.1234 four", "", "5.1.1234 four"},
+		{550, "55.1.1 two-digit class", "", "55.1.1 two-digit class"},
+		{550, "5..1 empty", "", "5..1 empty"},
+		{550, "5.1. empty", "", "5.1. empty"},
+		{550, "5.1 two groups", "", "5.1 two groups"},
+		{550, "5.1.1.1 four groups", "", "5.1.1.1 four groups"},
+		{550, ".5.1.1 leading dot", "", ".5.1.1 leading dot"},
+		{550, "5.a.1 letter", "", "5.a.1 letter"},
+		{550, "", "", ""},
 	}
 	for _, tc := range tests {
 		e, r := reply.SplitEnhanced(tc.code, tc.in)
