@@ -109,7 +109,7 @@ func (t *txn) logOutcome() {
 	if t.final == nil {
 		t.r.m.messages.WithLabelValues("aborted").Inc()
 		if t.from != "" || t.rcpts > 0 {
-			t.r.log.Info("message aborted", "conn_id", t.c.ID, "remote", t.c.Remote.String(), "account", t.a.Cfg.ID,
+			t.r.log.Info("message aborted", "conn_id", t.c.ID, "remote", t.remote, "account", t.a.Cfg.ID,
 				"from", t.from, "rcpts", t.rcpts, "accepted_rcpts", t.okRcpts)
 		}
 		return
@@ -123,8 +123,10 @@ func (t *txn) logOutcome() {
 	case t.final.Permanent():
 		result = "rejected"
 	}
+	now := time.Now()
+	took := now.Sub(t.start)
 	t.r.m.messages.WithLabelValues(result).Inc()
-	t.r.m.messageDuration.Observe(time.Since(t.start).Seconds())
+	t.r.m.messageDuration.Observe(took.Seconds())
 	if t.r.m.perAccount != nil {
 		t.r.m.perAccount.WithLabelValues(t.a.Cfg.ID, result).Inc()
 	}
@@ -138,12 +140,13 @@ func (t *txn) logOutcome() {
 			t.a.Ambiguous.Add(1)
 		}
 	}
-	t.a.SetLastReply(t.final.String(), time.Now())
+	final := t.final.String()
+	t.a.SetLastReply(final, now)
 	// LogAttrs with typed attributes: this line is written for every
 	// message, so it avoids boxing each value in an interface.
 	t.r.log.LogAttrs(context.Background(), slog.LevelInfo, "message",
-		slog.String("conn_id", t.c.ID), slog.String("remote", t.c.Remote.String()), slog.String("account", t.a.Cfg.ID),
+		slog.String("conn_id", t.c.ID), slog.String("remote", t.remote), slog.String("account", t.a.Cfg.ID),
 		slog.String("from", t.from), slog.Int("rcpts", t.rcpts), slog.Int("accepted_rcpts", t.okRcpts),
-		slog.Int64("size", t.size), slog.Int("code", t.final.Code), slog.String("reply", t.final.String()),
-		slog.Int64("duration_ms", time.Since(t.start).Milliseconds()))
+		slog.Int64("size", t.size), slog.Int("code", t.final.Code), slog.String("reply", final),
+		slog.Int64("duration_ms", took.Milliseconds()))
 }

@@ -74,13 +74,15 @@ func (r *Relay) Login(ctx context.Context, c *smtpd.ConnInfo, user, pass string)
 		return nil, err
 	}
 	r.m.authAttempts.WithLabelValues("success").Inc()
-	r.log.Info("auth", "conn_id", c.ID, "remote", c.Remote.String(), "account", a.Cfg.ID)
-	return &sender{r: r, a: a}, nil
+	remote := c.Remote.String() // final: a PROXY header comes before AUTH
+	r.log.Info("auth", "conn_id", c.ID, "remote", remote, "account", a.Cfg.ID)
+	return &sender{r: r, a: a, remote: remote}, nil
 }
 
 type sender struct {
-	r *Relay
-	a *account.Account
+	r      *Relay
+	a      *account.Account
+	remote string // the client's address, formatted once for every message's log line
 }
 
 func (s *sender) Name() string { return s.a.Cfg.ID }
@@ -102,7 +104,7 @@ func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) 
 		return nil, reply.New(451, "4.7.0", s.a.Cfg.Email+": too many messages in flight for this account, try again later")
 	}
 	s.r.m.concurrent.Inc()
-	t := &txn{r: s.r, a: s.a, c: c, start: time.Now(), ticket: tk}
+	t := &txn{r: s.r, a: s.a, c: c, remote: s.remote, start: time.Now(), ticket: tk}
 	// A pipelined single-recipient message is MAIL, RCPT, DATA: the
 	// per-batch buffers start in the txn itself, not on the heap apart.
 	t.cmdBuf, t.local, t.reserved = t.inline.cmds[:0], t.inline.local[:0], t.inline.reserved[:0]
@@ -111,11 +113,12 @@ func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) 
 
 // txn is one mail transaction.
 type txn struct {
-	r     *Relay
-	a     *account.Account
-	c     *smtpd.ConnInfo
-	start time.Time
-	lease *pool.Lease[*upstream.Client]
+	r      *Relay
+	a      *account.Account
+	c      *smtpd.ConnInfo
+	remote string // c.Remote formatted
+	start  time.Time
+	lease  *pool.Lease[*upstream.Client]
 	// ticket is the budget reservation; nil when budgets are off.
 	ticket   *quota.Ticket
 	reserved []bool // per command of the current batch: a recipient reservation was made
