@@ -162,6 +162,15 @@ type Store interface {
 	PutSync(account string, e tokenstore.Entry) error
 }
 
+// FreshStore is a Store that also sees what other processes sharing it
+// wrote (*tokenstore.Store: the CLI's token command, a second proxy). A
+// Source asks it before every token request, so that it never sends a
+// refresh token another process has already rotated.
+type FreshStore interface {
+	Store
+	Fresh(account string) (tokenstore.Entry, bool)
+}
+
 // check validates cfg and fills in defaults.
 func (cfg *Config) check() error {
 	if cfg.AuthType == "" {

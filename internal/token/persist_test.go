@@ -404,3 +404,37 @@ func TestRotation_byTheSourceAReloadReplaced(t *testing.T) {
 		t.Fatalf("replacement sent a retired refresh token: %v", err)
 	}
 }
+
+// TestRotation_byAnotherProcess: the CLI's token command (or a second
+// proxy) rotates the refresh token in the shared state file while this
+// proxy runs and has written nothing since. This proxy's next request must
+// use the new token: the old one would make a provider that detects reuse
+// revoke the whole grant.
+func TestRotation_byAnotherProcess(t *testing.T) {
+	t.Parallel()
+	p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: true})
+	p.SetRevokeOnReuse(true)
+	p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-configured"})
+	dir, c := t.TempDir(), newClock()
+
+	proxy := mustSource(t, providerConfig(p, "ms_1", "rt-configured", openStore(t, dir), c))
+	if _, err := proxy.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cli := mustSource(t, providerConfig(p, "ms_1", "rt-configured", openStore(t, dir), c))
+	for i := range 2 { // twice: the proxy's in-memory token is two rotations behind
+		if _, err := cli.Refresh(t.Context(), secret.String{}); err != nil {
+			t.Fatalf("cli refresh %d: %v", i+1, err)
+		}
+	}
+	if _, err := proxy.Refresh(t.Context(), secret.String{}); err != nil {
+		t.Fatalf("proxy refresh after the CLI rotated: %v (a retired refresh token was sent?)", err)
+	}
+	if st := proxy.Status(); st.State != token.StateOK {
+		t.Errorf("proxy source state %q, want ok", st.State)
+	}
+	onDisk, _ := openStore(t, dir).Get("ms_1")
+	if got, want := onDisk.RefreshToken.Reveal(), p.RefreshToken("ms@example.com"); got != want || got == "" {
+		t.Errorf("the file holds %q, the provider %q", got, want)
+	}
+}

@@ -348,7 +348,11 @@ func (s *Source) adoptStoredLocked() {
 	if s.cfg.Store == nil || s.cfg.AuthType != AuthRefreshToken || s.unsaved {
 		return
 	}
-	e, ok := s.cfg.Store.Get(s.cfg.Account)
+	get := s.cfg.Store.Get
+	if fs, ok := s.cfg.Store.(FreshStore); ok {
+		get = fs.Fresh
+	}
+	e, ok := get(s.cfg.Account)
 	if ok && e.Credential == s.credential && !e.RefreshToken.Empty() && e.RefreshToken != s.refresh {
 		s.refresh = e.RefreshToken
 		s.log.Info("using a refresh token rotated elsewhere (a reload or another process)")

@@ -33,7 +33,9 @@
 // Several processes may share a state file. Each write holds an exclusive
 // flock(2) on a sibling ".lock" file, re-reads the file, and merges entry by
 // entry, the more recently updated entry winning, so that one process never
-// drops what another wrote.
+// drops what another wrote. Fresh sees another process's writes without
+// writing: it re-reads the file only when its version (inode, size, mtime)
+// differs from the one this Store last wrote or read.
 //
 // All methods are safe for concurrent use. Secrets are secret.String in
 // memory and appear only in the file itself, never in errors or logs.

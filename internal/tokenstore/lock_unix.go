@@ -42,3 +42,11 @@ func lockFile(path string, timeout time.Duration) (unlock func(), err error) {
 		f.Close()
 	}, nil
 }
+
+// inode is the file's inode number, 0 if unknown.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino) // not uint64 on every unix
+	}
+	return 0
+}

@@ -97,6 +97,28 @@ type Store struct {
 	dirty   map[string]uint64 // account → generation of its latest change not yet written
 	gen     uint64            // generation of the latest change
 	written uint64            // every change up to this generation is on disk
+	// seen is the version of the file this Store last wrote or read;
+	// another version on disk means another process (the CLI, a second
+	// proxy) wrote since. Guarded by mu.
+	seen fileVersion
+}
+
+// fileVersion tells versions of the state file apart. Every write is a
+// rename of a new file, so the inode alone changes with each; mtime and
+// size guard against a filesystem that reuses it at once.
+type fileVersion struct {
+	ok    bool
+	ino   uint64
+	size  int64
+	mtime time.Time
+}
+
+func statVersion(path string) fileVersion {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileVersion{}
+	}
+	return fileVersion{ok: true, ino: inode(fi), size: fi.Size(), mtime: fi.ModTime()}
 }
 
 // Open reads the state file in opts.Dir, creating the directory if needed.
@@ -132,6 +154,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	defer unlock()
 	s.removeStaleTemps()
+	s.seen = statVersion(s.path)
 	if s.entries, err = readFile(s.path); err != nil {
 		return nil, err
 	}
@@ -171,6 +194,45 @@ func (s *Store) Get(account string) (Entry, bool) {
 	defer s.mu.Unlock()
 	e, ok := s.entries[account]
 	return e, ok
+}
+
+// Fresh is Get after adopting what another process wrote to the file
+// since this Store last wrote or read it: a refresh token rotated by the
+// CLI or by another proxy sharing the file. It costs one stat(2) when
+// nothing changed, so a Source calls it before every token request: a
+// refresh token that another process has replaced must not be sent (a
+// provider that rotates may revoke the whole grant when an old one comes
+// back). A file that cannot be read leaves the memory as it is.
+func (s *Store) Fresh(account string) (Entry, bool) {
+	v := statVersion(s.path)
+	s.mu.Lock()
+	changed := v.ok && v != s.seen
+	s.mu.Unlock()
+	if changed {
+		// Read without the lock: every write is an atomic rename, so the
+		// file is always one whole version. The version stat'ed before
+		// reading is recorded; a write between the two makes the next
+		// call read again.
+		if disk, err := readFile(s.path); err == nil {
+			s.mu.Lock()
+			s.adoptLocked(disk)
+			s.seen = v
+			s.mu.Unlock()
+		} else {
+			s.log.Warn("token state file changed but cannot be read; keeping the state in memory", "err", err)
+		}
+	}
+	return s.Get(account)
+}
+
+// adoptLocked takes the entries of disk that another process updated later
+// than ours, unless ours has a change not yet written. The caller holds mu.
+func (s *Store) adoptLocked(disk map[string]Entry) {
+	for id, e := range disk {
+		if _, dirty := s.dirty[id]; !dirty && e.Updated.After(s.entries[id].Updated) {
+			s.entries[id] = e
+		}
+	}
 }
 
 // Put records an entry, to be written by the next Flush (Run flushes
@@ -238,7 +300,7 @@ func (s *Store) writeLocked() error {
 	}
 	s.mu.Unlock()
 
-	merged, err := s.writeFile(mem)
+	merged, v, err := s.writeFile(mem)
 	if err != nil {
 		return fmt.Errorf("token state %s: %w", s.path, err)
 	}
@@ -252,33 +314,31 @@ func (s *Store) writeLocked() error {
 	}
 	// Adopt entries another process wrote later than ours, unless ours
 	// changed again while the file was being written.
-	for id, e := range merged {
-		if _, again := s.dirty[id]; !again && e.Updated.After(s.entries[id].Updated) {
-			s.entries[id] = e
-		}
-	}
+	s.adoptLocked(merged)
+	s.seen = v
 	s.written = max(s.written, upTo)
 	return nil
 }
 
 // writeFile merges mem with the file and replaces the file, holding the
-// file lock throughout. It returns the merged state.
-func (s *Store) writeFile(mem map[string]Entry) (map[string]Entry, error) {
+// file lock throughout. It returns the merged state and the version of
+// the file it wrote (stat'ed under the lock, so no other writer's).
+func (s *Store) writeFile(mem map[string]Entry) (map[string]Entry, fileVersion, error) {
 	unlock, err := lockFile(s.lockPath, s.opts.LockTimeout)
 	if err != nil {
-		return nil, err
+		return nil, fileVersion{}, err
 	}
 	defer unlock()
 	disk, err := readFile(s.path)
 	var pe *ParseError
 	switch {
 	case errors.Is(err, ErrVersion):
-		return nil, err // a newer proxy's file: never overwrite it
+		return nil, fileVersion{}, err // a newer proxy's file: never overwrite it
 	case errors.As(err, &pe):
 		s.log.Error("token state file corrupt; replacing it with this process's state", "file", s.path, "err", pe.Err)
 		disk = map[string]Entry{}
 	case err != nil:
-		return nil, err
+		return nil, fileVersion{}, err
 	}
 	for id, e := range mem {
 		if d, ok := disk[id]; !ok || !d.Updated.After(e.Updated) {
@@ -287,12 +347,12 @@ func (s *Store) writeFile(mem map[string]Entry) (map[string]Entry, error) {
 	}
 	data, err := Encode(disk)
 	if err != nil {
-		return nil, err
+		return nil, fileVersion{}, err
 	}
 	if err := writeAtomic(s.path, data); err != nil {
-		return nil, err
+		return nil, fileVersion{}, err
 	}
-	return disk, nil
+	return disk, statVersion(s.path), nil
 }
 
 // Run writes buffered changes every FlushInterval until ctx ends, then

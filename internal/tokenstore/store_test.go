@@ -28,6 +28,16 @@ func open(t *testing.T, dir string) *tokenstore.Store {
 	return s
 }
 
+// openAt opens the store in dir as one process would, with its clock.
+func openAt(t *testing.T, dir string, now func() time.Time) *tokenstore.Store {
+	t.Helper()
+	s, err := tokenstore.Open(tokenstore.Options{Dir: dir, Now: now})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
 func entry(rt, at string) tokenstore.Entry {
 	return tokenstore.Entry{
 		Credential:   "v1:abc",
@@ -150,14 +160,7 @@ func TestStore_twoProcessesMerge(t *testing.T) {
 	dir := t.TempDir()
 	clock := t0
 	now := func() time.Time { return clock }
-	a, err := tokenstore.Open(tokenstore.Options{Dir: dir, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := tokenstore.Open(tokenstore.Options{Dir: dir, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := openAt(t, dir, now), openAt(t, dir, now)
 	if err := a.PutSync("only_a", entry("rt-a", "")); err != nil {
 		t.Fatal(err)
 	}
@@ -313,5 +316,39 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in time")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// Fresh sees what another process wrote since this Store's last write,
+// without writing anything itself, and never drops a local change that is
+// not on disk yet.
+func TestStore_freshSeesAnotherProcess(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clock := t0
+	now := func() time.Time { return clock }
+	a := openAt(t, dir, now)
+	if err := a.PutSync("acct", entry("rt-1", "")); err != nil {
+		t.Fatal(err)
+	}
+	a.Put("pending", entry("rt-a-unwritten", ""))
+	b := openAt(t, dir, now)
+	clock = clock.Add(time.Second)
+	if err := b.PutSync("acct", entry("rt-2", "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutSync("pending", entry("rt-b", "")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.Get("acct"); got.RefreshToken.Reveal() != "rt-1" {
+		t.Fatalf("Get read the file: %q (it must stay a memory read)", got.RefreshToken.Reveal())
+	}
+	for range 2 { // the second call finds the file unchanged
+		if got, _ := a.Fresh("acct"); got.RefreshToken.Reveal() != "rt-2" {
+			t.Errorf("Fresh = %q, want the other process's rt-2", got.RefreshToken.Reveal())
+		}
+		if got, _ := a.Fresh("pending"); got.RefreshToken.Reveal() != "rt-a-unwritten" {
+			t.Errorf("Fresh replaced a change not yet written: %q", got.RefreshToken.Reveal())
+		}
 	}
 }
