@@ -22,7 +22,7 @@ func TestRun_smokeBothModes(t *testing.T) {
 		rep, err := bench.Run(ctx, bench.Options{
 			Accounts:    2,
 			Connections: 2,
-			Messages:    50,
+			Messages:    500,
 			TLS:         tlsOn,
 			Latency:     time.Millisecond,
 			Runner:      bench.InProcess,
@@ -34,12 +34,16 @@ func TestRun_smokeBothModes(t *testing.T) {
 			if r == nil {
 				t.Fatalf("tls=%v: a mode is missing: %+v", tlsOn, rep)
 			}
-			if r.Delivered != 50 || r.Accepted != 50 || r.Refused != 0 || r.Errors != 0 {
-				t.Errorf("tls=%v %s: delivered %d, accepted %d, refused %d, errors %d; want 50 delivered and accepted",
+			if r.Delivered != 500 || r.Accepted != 500 || r.Refused != 0 || r.Errors != 0 {
+				t.Errorf("tls=%v %s: delivered %d, accepted %d, refused %d, errors %d; want 500 delivered and accepted",
 					tlsOn, r.Mode, r.Delivered, r.Accepted, r.Refused, r.Errors)
 			}
-			if r.RoundTripsPerMessage == nil || *r.RoundTripsPerMessage < 1 {
-				t.Errorf("tls=%v %s: round trips per message not counted: %v", tlsOn, r.Mode, r.RoundTripsPerMessage)
+			// Issue target: a pipelined single-recipient message on a warm
+			// session costs at most 2 upstream round trips. The proxy opens
+			// its 2 sessions inside the window (connect, EHLO, AUTH; with TLS
+			// also STARTTLS and the handshake), which adds about 0.02.
+			if r.RoundTripsPerMessage == nil || *r.RoundTripsPerMessage < 2 || *r.RoundTripsPerMessage > 2.05 {
+				t.Errorf("tls=%v %s: %v upstream round trips per message, want 2 to 2.05", tlsOn, r.Mode, r.RoundTripsPerMessage)
 			}
 			if r.LatencyP99 < r.LatencyP50 || r.LatencyP50 <= 0 {
 				t.Errorf("tls=%v %s: latencies p50 %v p99 %v", tlsOn, r.Mode, r.LatencyP50, r.LatencyP99)
