@@ -26,6 +26,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,6 +113,7 @@ type common struct {
 	metricsPerAccount bool
 	logLevel          string
 	logFormat         string
+	shutdownTimeout   time.Duration
 	explicitConfig    bool
 }
 
@@ -131,6 +133,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.adminOnly, "admin-only", false, "run only the admin API, without the SMTP listener")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long transactions in flight may take to finish before their connections are closed")
 }
 
 func (c *common) parse(fs *flag.FlagSet, args []string) error {
@@ -177,6 +180,24 @@ func (c *common) adminToken() (secret.String, error) {
 	return secret.New(strings.TrimSpace(os.Getenv("XOAUTH2_PROXY_ADMIN_TOKEN"))), nil
 }
 
+// readableByOthers says how a secret file is exposed ("readable by its
+// group (mode 0640)"), or "" when only its owner can read it, the path is
+// "" or the mode bits do not describe access (Windows).
+func readableByOthers(path string) string {
+	if path == "" || runtime.GOOS == "windows" {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o044 == 0 {
+		return ""
+	}
+	who := "its group"
+	if fi.Mode().Perm()&0o004 != 0 {
+		who = "every user"
+	}
+	return fmt.Sprintf("readable by %s (mode %04o)", who, fi.Mode().Perm())
+}
+
 func (c *common) loadOptions() config.LoadOptions {
 	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig, StateDir: c.stateDir}
 }
@@ -189,6 +210,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
+	if c.shutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout: must be positive, got %v", c.shutdownTimeout)
+	}
 	// One write per 100 ms instead of one per message line (logbuf).
 	logs := logbuf.New(stderr, 100*time.Millisecond)
 	defer logs.Close()
@@ -200,6 +224,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if w := readableByOthers(c.adminTokenFile); w != "" {
+		log.Warn("--admin-token-file "+w+"; chmod 600 it", "file", c.adminTokenFile)
+	}
 	adminListen := ""
 	if c.adminHost != "" {
 		adminListen = net.JoinHostPort(c.adminHost, strconv.Itoa(c.adminPort))
@@ -210,6 +237,7 @@ func serve(args []string, stderr io.Writer) error {
 		TLSPort:           c.tlsPort,
 		GlobalConcurrency: c.globalConc,
 		DryRun:            c.dryRun,
+		ShutdownTimeout:   c.shutdownTimeout,
 		Logger:            log,
 		Admin: service.AdminOptions{
 			Listen: adminListen, Token: adminToken, Only: c.adminOnly,
@@ -236,16 +264,26 @@ func serve(args []string, stderr io.Writer) error {
 			}
 		}
 	}()
-	go func() {
+	served := make(chan struct{})
+	defer close(served)
+	go func() { // owned by serve: ends when it returns
 		// A second signal exits at once.
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-served:
+			return
+		}
 		stop()
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGTERM, os.Interrupt)
-		<-ch
-		log.Warn("second signal: exiting now")
-		_ = logs.Flush()
-		os.Exit(1)
+		defer signal.Stop(ch)
+		select {
+		case <-ch:
+			log.Warn("second signal: exiting now")
+			_ = logs.Flush()
+			os.Exit(1)
+		case <-served:
+		}
 	}()
 	return svc.Run(ctx)
 }
