@@ -436,9 +436,8 @@ func parseRSAKey(data []byte) (*rsa.PrivateKey, error) {
 	}
 }
 
-// warnKeyReadable warns when a key file can be read by every user.
+// warnKeyReadable warns when a key file can be read by its group or by
+// every user.
 func warnKeyReadable(o *object, key, path string) {
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
-		o.warnf(key, "%s is readable by every user (mode %04o) but holds a private key; chmod 600 it", path, fi.Mode().Perm())
-	}
+	warnSecretFile(o, key, path, "a private key")
 }

@@ -368,3 +368,42 @@ func TestAccounts_keysCompareEqualAcrossLoads(t *testing.T) {
 		}
 	}
 }
+
+// A private key file that its group or everyone can read loads with a
+// warning naming the field; a 0600 one loads without.
+func TestAccounts_keyFileReadableWarns(t *testing.T) {
+	t.Parallel()
+	cert, _ := certPEM(t, rsaKey(), time.Now().Add(365*24*time.Hour))
+	for _, tc := range []struct {
+		name  string
+		rec   record
+		file  string
+		field string
+	}{
+		{"service account key", dwdRecord("d", "d@example.com"), "sa.json", "service_account_key_file"},
+		{"certificate key", appRecord("a", "a@contoso.com").with("client_secret", nil).with("certificate_file", "app.crt").with("private_key_file", "app.key"), "app.key", "private_key_file"},
+	} {
+		for _, mode := range []os.FileMode{0o600, 0o640, 0o604} {
+			t.Run(fmt.Sprintf("%s %04o", tc.name, mode), func(t *testing.T) {
+				t.Parallel()
+				dir := writeDir(t, map[string]string{
+					"accounts.json": accountsJSON(t, tc.rec),
+					"sa.json":       serviceAccountJSON(t, rsaKey()),
+					"app.crt":       cert,
+					"app.key":       pkcs8PEM(t, rsaKey()),
+				})
+				if err := os.Chmod(filepath.Join(dir, tc.file), mode); err != nil {
+					t.Fatal(err)
+				}
+				_, ws, err := loadDir(t, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, warned := findWarning(ws, tc.field, "readable by other users")
+				if want := mode&0o044 != 0; warned != want {
+					t.Errorf("mode %04o: warned %v, want %v; warnings %v", mode, warned, want, ws)
+				}
+			})
+		}
+	}
+}
