@@ -309,8 +309,35 @@ func EditAccounts(path, configPath string, edit func(*AccountsFile) error) error
 	return writeValidated(path, f.Bytes(), func(tmp string) error {
 		opts := LoadOptions{ConfigPath: configPath, AccountsPath: tmp, ConfigExplicit: configPath != "", SearchDirs: []string{}}
 		_, _, err := Load(opts)
+		renameFile(err, tmp, path)
 		return err
 	})
+}
+
+// renameFile sets File to "to" in every *FieldError of err that names the
+// file "from". The loader checks an edit in a temporary file; the operator
+// must read the name of the file they have, not of one already deleted.
+func renameFile(err error, from, to string) {
+	var fe *FieldError
+	switch e := err.(type) {
+	case nil:
+		return
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			renameFile(x, from, to)
+		}
+		return
+	case interface{ Unwrap() error }:
+		renameFile(e.Unwrap(), from, to)
+		return
+	case *FieldError:
+		fe = e
+	default:
+		return
+	}
+	if fe.File == from {
+		fe.File = to
+	}
 }
 
 // writeValidated writes data to a temporary file next to path, calls

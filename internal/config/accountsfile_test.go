@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -115,5 +116,40 @@ func TestEditAccounts_concurrentEditsAllLand(t *testing.T) {
 	}
 	if f.Len() != 4+n {
 		t.Fatalf("%d accounts, want %d: edits were lost", f.Len(), 4+n)
+	}
+}
+
+// TestEditAccounts_errorsNameTheRealFile: the loader checks an edit in a
+// temporary file, but its errors must name accounts.json.
+func TestEditAccounts_errorsNameTheRealFile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		fields map[string]any
+		want   string
+	}{
+		{name: "bad ip_address", fields: map[string]any{"ip_address": "999.1.1.1"}, want: `field "ip_address"`},
+		{name: "token URL not https", fields: map[string]any{"oauth_token_url": "http://evil.example.com/token"}, want: `field "oauth_token_url"`},
+		{name: "email removed", fields: map[string]any{"email": nil}, want: `"email"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := copySeed(t, "example_accounts.json")
+			err := config.EditAccounts(p, "", func(f *config.AccountsFile) error { return f.Set(0, tc.fields) })
+			if err == nil {
+				t.Fatal("invalid edit accepted")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, p+": ") || !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not name %s and %s", msg, p, tc.want)
+			}
+			if strings.Contains(msg, ".tmp-") {
+				t.Errorf("error names the temporary file: %q", msg)
+			}
+			var fe *config.FieldError
+			if !errors.As(err, &fe) || fe.File != p {
+				t.Errorf("FieldError.File = %v, want %s", fe, p)
+			}
+		})
 	}
 }
