@@ -251,7 +251,7 @@ type importOptions struct {
 
 func (o *importOptions) register(fs *flag.FlagSet, bulk bool) {
 	fs.BoolVar(&o.verify, "verify", false, "make a real token request for each account before saving it")
-	fs.BoolVar(&o.overwrite, "overwrite", false, "replace accounts that exist (same email or account_id)")
+	fs.BoolVar(&o.overwrite, "overwrite", false, "update accounts that exist (same email or account_id): the fields given change, the rest of the record stays")
 	if bulk {
 		fs.StringVar(&o.provider, "provider", "", "provider of the domains that are not gmail.com/googlemail.com or Microsoft's personal ones "+
 			"(outlook.com, hotmail.com, live.com, msn.com and country variants): gmail (default: Google Workspace) or outlook (Microsoft 365)")

@@ -61,6 +61,10 @@ type newAccount struct {
 	SMTPPassword  string `json:"smtp_password"`
 	Verify        *bool  `json:"verify"`
 	Overwrite     bool   `json:"overwrite"`
+
+	// generated lists the fields normalise filled in: an overwrite keeps
+	// the existing record's values of these.
+	generated []string
 }
 
 // keyOrder is the order of keys in a record the API writes.
@@ -86,11 +90,14 @@ func (n *newAccount) normalise() error {
 		return errors.New("client_secret: required for gmail")
 	}
 	local, _, _ := strings.Cut(n.Email, "@")
+	n.generated = nil
 	if n.AccountID == "" {
 		n.AccountID = n.Provider + "_" + strings.NewReplacer("@", "_", ".", "_").Replace(strings.ToLower(n.Email))
+		n.generated = append(n.generated, "account_id")
 	}
 	if n.VMTAName == "" {
 		n.VMTAName = "vmta-" + n.Provider + "-" + strings.ToLower(local)
+		n.generated = append(n.generated, "vmta_name")
 	}
 	return nil
 }
@@ -138,7 +145,7 @@ func (a *API) verify(ctx context.Context, n *newAccount) error {
 	return nil
 }
 
-var errExists = errors.New("account already exists (use \"overwrite\": true to replace it)")
+var errExists = errors.New("account already exists (use \"overwrite\": true to update it)")
 
 // edit changes accounts.json and reloads, one request at a time.
 func (a *API) edit(fn func(*config.AccountsFile) error) error {
@@ -154,19 +161,32 @@ func (a *API) edit(fn func(*config.AccountsFile) error) error {
 	return nil
 }
 
-// upsert adds n, or replaces an existing record when overwrite is set.
+// upsert adds n, or, when overwrite is set, merges it into the existing
+// record with its email or account_id: the fields n gives replace the old
+// values, and everything else the record holds stays, smtp_password,
+// disabled and the per-account overrides above all. Dropping those would
+// re-enable a disabled account and open a password-protected one to
+// anyone on a trusted network (README, "Admin API"). A generated
+// account_id or vmta_name does not replace one the record has: the
+// account_id keys the account's token state.
 func upsert(f *config.AccountsFile, n *newAccount) error {
 	i := f.Find(n.Email)
 	if j := f.Find(n.AccountID); i < 0 {
 		i = j
 	}
-	if i >= 0 {
-		if !n.Overwrite {
-			return errExists
-		}
-		return f.Replace(i, keyOrder, n.fields())
+	if i < 0 {
+		return f.Add(keyOrder, n.fields())
 	}
-	return f.Add(keyOrder, n.fields())
+	if !n.Overwrite {
+		return errExists
+	}
+	fields := n.fields()
+	for _, k := range n.generated {
+		if f.Has(i, k) {
+			delete(fields, k)
+		}
+	}
+	return f.Merge(i, keyOrder, fields)
 }
 
 func (a *API) addAccount(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +220,7 @@ func (a *API) addAccount(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, "account saved but not loaded")
 		return
 	}
-	a.log.Info("admin: account saved", "account", n.AccountID, "overwrite", n.Overwrite)
+	a.log.Info("admin: account saved", "account", acc.Cfg.ID, "overwrite", n.Overwrite)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"success": true, "message": "account " + n.Email + " saved",
 		"total_accounts": len(a.b.Registry().All()), "account": viewOf(acc.Cfg),

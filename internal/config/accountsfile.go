@@ -189,6 +189,15 @@ func (f *AccountsFile) Find(name string) int {
 	return -1
 }
 
+// Has reports whether account i has the key.
+func (f *AccountsFile) Has(i int, key string) bool {
+	if i < 0 || i >= len(f.list) {
+		return false
+	}
+	_, ok := f.list[i].vals[key]
+	return ok
+}
+
 // Set sets fields of account i; a nil value removes the key.
 func (f *AccountsFile) Set(i int, fields map[string]any) error {
 	if i < 0 || i >= len(f.list) {
@@ -220,34 +229,30 @@ func (f *AccountsFile) Add(keys []string, fields map[string]any) error {
 	return nil
 }
 
-// Replace replaces account i's fields wholesale, keeping the key order of
-// the old record for keys that remain.
-func (f *AccountsFile) Replace(i int, keys []string, fields map[string]any) error {
+// Merge sets the given fields of account i and keeps every other key
+// (smtp_password, disabled, overrides, "_" comments) with its value and
+// place: a field that is already there changes in place, a new one is
+// appended in the order of keys, then any others sorted. A nil value
+// leaves the old one alone. This is what re-adding an existing account
+// does ("overwrite"): it must not drop what the request does not name.
+func (f *AccountsFile) Merge(i int, keys []string, fields map[string]any) error {
 	if i < 0 || i >= len(f.list) {
 		return ErrNoAccount
 	}
-	old := f.list[i]
-	o := &ordered{vals: map[string]json.RawMessage{}}
-	for _, k := range old.keys {
-		if strings.HasPrefix(k, "_") {
-			o.keys = append(o.keys, k)
-			o.vals[k] = old.vals[k]
-		} else if v, ok := fields[k]; ok && v != nil {
-			if err := o.set(k, v); err != nil {
-				return err
-			}
+	o := f.list[i]
+	order := slices.Clone(keys)
+	for _, k := range sortedKeys(fields) {
+		if !slices.Contains(order, k) {
+			order = append(order, k)
 		}
 	}
-	for _, k := range keys {
+	for _, k := range order {
 		if v, ok := fields[k]; ok && v != nil {
-			if _, done := o.vals[k]; !done {
-				if err := o.set(k, v); err != nil {
-					return err
-				}
+			if err := o.set(k, v); err != nil {
+				return fmt.Errorf("field %q: %w", k, err)
 			}
 		}
 	}
-	f.list[i] = o
 	return nil
 }
 

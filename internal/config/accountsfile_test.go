@@ -153,3 +153,68 @@ func TestEditAccounts_errorsNameTheRealFile(t *testing.T) {
 		})
 	}
 }
+
+// TestAccountsFile_Merge: re-adding an account changes the fields given
+// and keeps the others (password, disabled, overrides, comments) in place.
+func TestAccountsFile_Merge(t *testing.T) {
+	t.Parallel()
+	keys := []string{"account_id", "email", "provider", "client_id", "client_secret", "refresh_token", "ip_address", "vmta_name", "smtp_password"}
+	for _, tc := range []struct {
+		name   string
+		fields map[string]any
+		want   []string // substrings of the record afterwards
+		gone   []string // substrings it must no longer hold
+	}{
+		{name: "named fields change, others stay",
+			fields: map[string]any{"account_id": "2", "email": "sender2@domain.com", "provider": "gmail",
+				"client_id": "new-id", "client_secret": "new-secret", "refresh_token": "new-token"},
+			want: []string{`"client_id": "new-id"`, `"refresh_token": "new-token"`, `"ip_address": "37.27.3.137"`,
+				`"smtp_password": "plain-pw-keep"`, `"disabled": true`, `"max_connections_per_account": 60`,
+				`"messages_per_hour": 15000`, `"_comment": "This account overrides connection pool settings"`},
+			gone: []string{`"your-gmail-refresh-token"`}},
+		{name: "a new field is added",
+			fields: map[string]any{"oauth_token_url": "https://oauth2.googleapis.com/token"},
+			want:   []string{`"oauth_token_url": "https://oauth2.googleapis.com/token"`, `"disabled": true`, `"smtp_password"`}},
+		{name: "nil keeps the old value",
+			fields: map[string]any{"ip_address": nil, "smtp_password": nil},
+			want:   []string{`"ip_address": "37.27.3.137"`, `"smtp_password": "plain-pw-keep"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := copySeed(t, "example_accounts_with_overrides.json")
+			err := config.EditAccounts(p, "", func(f *config.AccountsFile) error {
+				i := f.Find("sender2@domain.com")
+				if err := f.Set(i, map[string]any{"smtp_password": "plain-pw-keep", "disabled": true}); err != nil {
+					return err
+				}
+				return f.Merge(i, keys, tc.fields)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(p)
+			s := string(b)
+			start := strings.Index(s, `"account_id": "2"`)
+			end := strings.Index(s, `"account_id": "3"`)
+			if start < 0 || end < start {
+				t.Fatalf("record 2 not found:\n%s", s)
+			}
+			rec := s[start:end]
+			for _, w := range tc.want {
+				if !strings.Contains(rec, w) {
+					t.Errorf("record lacks %s:\n%s", w, rec)
+				}
+			}
+			for _, g := range tc.gone {
+				if strings.Contains(rec, g) {
+					t.Errorf("record still holds %s:\n%s", g, rec)
+				}
+			}
+			// Key order kept: email before ip_address before the overrides.
+			if !(strings.Index(rec, `"email"`) < strings.Index(rec, `"ip_address"`) &&
+				strings.Index(rec, `"ip_address"`) < strings.Index(rec, `"connection_settings"`)) {
+				t.Errorf("key order changed:\n%s", rec)
+			}
+		})
+	}
+}

@@ -24,6 +24,13 @@ func (s AdminStore) Add(ctx context.Context, recs []Record, overwrite bool, prog
 	errs := make([]error, len(recs))
 	body := func(r *Record) map[string]any {
 		m := r.Fields()
+		// The proxy generates account_id and vmta_name the same way when
+		// they are absent, and keeps an existing record's on an overwrite.
+		for _, k := range r.generated {
+			if k == "account_id" || k == "vmta_name" {
+				delete(m, k)
+			}
+		}
 		m["verify"], m["overwrite"] = s.Verify, overwrite
 		return m
 	}

@@ -38,7 +38,8 @@ type Options struct {
 	// Provider is the provider of domains Guess does not know; "" means
 	// gmail (Google Workspace).
 	Provider string
-	// Overwrite replaces accounts that exist instead of failing them.
+	// Overwrite updates accounts that exist instead of failing them: the
+	// record's fields replace theirs, their other keys stay.
 	Overwrite bool
 	// Check, when set, runs for each record before saving (--verify with
 	// FileStore; AdminStore verifies on the server instead).

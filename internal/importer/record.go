@@ -23,6 +23,11 @@ type Record struct {
 	IPAddress    string
 	VMTAName     string        // "" until Normalise generates it
 	SMTPPassword secret.String // a bcrypt hash, or plain text (warned about)
+
+	// generated lists the accounts.json keys Normalise guessed or made up
+	// rather than read: an overwrite keeps an existing record's values of
+	// these (upsert, in store.go).
+	generated []string
 }
 
 // KeyOrder is the order of keys in a record written to accounts.json, the
@@ -43,18 +48,22 @@ func (r *Record) Normalise(fallback string) error {
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || strings.ContainsAny(r.Email, " \t") {
 		return errors.New("email: a valid address is required")
 	}
+	r.generated = nil
 	if r.Provider == "" {
 		p, url, known := Guess(domain)
 		switch {
 		case known:
 			r.Provider = p
-			if r.TokenURL == "" {
+			r.generated = append(r.generated, "provider")
+			if r.TokenURL == "" && url != "" {
 				r.TokenURL = url
+				r.generated = append(r.generated, "oauth_token_url")
 			}
 		case fallback != "":
 			r.Provider = strings.ToLower(fallback)
 		default:
 			r.Provider = "gmail"
+			r.generated = append(r.generated, "provider")
 		}
 	}
 	switch {
@@ -74,9 +83,11 @@ func (r *Record) Normalise(fallback string) error {
 	}
 	if r.AccountID == "" {
 		r.AccountID = r.Provider + "_" + strings.NewReplacer("@", "_", ".", "_").Replace(strings.ToLower(r.Email))
+		r.generated = append(r.generated, "account_id")
 	}
 	if r.VMTAName == "" {
 		r.VMTAName = "vmta-" + r.Provider + "-" + strings.ToLower(local)
+		r.generated = append(r.generated, "vmta_name")
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ type FileStore struct {
 }
 
 // ErrExists is the error of a record whose email or account_id is taken.
-var ErrExists = errors.New("account already exists (use --overwrite to replace it)")
+var ErrExists = errors.New("account already exists (use --overwrite to update it)")
 
 // maxEditRounds bounds how often Add retries after dropping the records
 // the loader refused; each round reads and validates the whole file once.
@@ -85,8 +85,12 @@ func (s FileStore) Add(_ context.Context, recs []Record, overwrite bool, progres
 
 var errNothing = errors.New("nothing to add")
 
-// upsert adds r, or replaces the record with its email or account_id when
-// overwrite is set, and returns its position in the file, from 1.
+// upsert adds r, or, when overwrite is set, merges it into the record with
+// its email or account_id, and returns its position in the file, from 1.
+// The merge changes the fields r gives and keeps the rest of the record
+// (smtp_password, disabled, per-account overrides), as the admin API does;
+// a value Normalise made up (account_id, vmta_name, a provider or token URL
+// guessed from the domain) does not replace one the record has.
 func upsert(f *config.AccountsFile, r *Record, overwrite bool) (int, error) {
 	i := f.Find(r.Email)
 	if i < 0 {
@@ -96,7 +100,13 @@ func upsert(f *config.AccountsFile, r *Record, overwrite bool) (int, error) {
 		if !overwrite {
 			return 0, ErrExists
 		}
-		return i + 1, f.Replace(i, KeyOrder, r.Fields())
+		fields := r.Fields()
+		for _, k := range r.generated {
+			if f.Has(i, k) {
+				delete(fields, k)
+			}
+		}
+		return i + 1, f.Merge(i, KeyOrder, fields)
 	}
 	if err := f.Add(KeyOrder, r.Fields()); err != nil {
 		return 0, err

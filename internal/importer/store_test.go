@@ -203,3 +203,73 @@ func TestImport_redactsSecretsFromStoreErrors(t *testing.T) {
 		t.Fatalf("error %q", msg)
 	}
 }
+
+// TestFileStore_overwriteKeepsWhatItDoesNotName: --overwrite changes the
+// fields a line gives and keeps the rest of the record: the SMTP
+// password, disabled, per-account overrides, and an account_id or
+// vmta_name the line leaves to be generated.
+func TestFileStore_overwriteKeepsWhatItDoesNotName(t *testing.T) {
+	t.Parallel()
+	const file = `{"accounts": [
+  {"account_id": "legacy-1", "email": "old@example.com", "provider": "gmail", "client_id": "c", "client_secret": "s",
+   "refresh_token": "r-old", "ip_address": "203.0.113.5", "vmta_name": "vmta-custom", "smtp_password": "plain-pw-keep",
+   "disabled": true, "_note": "kept", "connection_settings": {"max_connections_per_account": 7},
+   "rate_limiting": {"messages_per_hour": 123}}
+]}`
+	for _, tc := range []struct {
+		name string
+		rec  func() importer.Record
+		want map[string]any // fields of the record afterwards
+	}{
+		{name: "new secrets, the rest kept",
+			rec: func() importer.Record {
+				r := rec("old@example.com", "s-new")
+				r.RefreshToken = secret.New("r-new")
+				return r
+			},
+			want: map[string]any{"account_id": "legacy-1", "vmta_name": "vmta-custom", "client_secret": "s-new",
+				"refresh_token": "r-new", "ip_address": "203.0.113.5", "smtp_password": "plain-pw-keep", "disabled": true,
+				"_note": "kept", "connection_settings": map[string]any{"max_connections_per_account": float64(7)},
+				"rate_limiting": map[string]any{"messages_per_hour": float64(123)}}},
+		{name: "named fields change",
+			rec: func() importer.Record {
+				r := rec("old@example.com", "s")
+				r.IPAddress, r.VMTAName, r.AccountID = "203.0.113.9", "vmta-new", "legacy-1"
+				return r
+			},
+			want: map[string]any{"account_id": "legacy-1", "vmta_name": "vmta-new", "ip_address": "203.0.113.9",
+				"smtp_password": "plain-pw-keep", "disabled": true,
+				"connection_settings": map[string]any{"max_connections_per_account": float64(7)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := accountsFile(t, file)
+			r := tc.rec()
+			if err := r.Normalise(""); err != nil {
+				t.Fatal(err)
+			}
+			errs := importer.FileStore{AccountsPath: path}.Add(context.Background(), []importer.Record{r}, true, nil)
+			if errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			got := records(t, path)
+			if len(got) != 1 {
+				t.Fatalf("%d records, want 1", len(got))
+			}
+			for k, want := range tc.want {
+				if g, _ := json.Marshal(got[0][k]); string(g) != mustJSON(t, want) {
+					t.Errorf("%s = %s, want %s", k, g, mustJSON(t, want))
+				}
+			}
+		})
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

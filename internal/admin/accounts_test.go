@@ -1,0 +1,199 @@
+package admin_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+)
+
+const token = "test-admin-token"
+
+// backend is the proxy as the API sees it: the real loader and registry
+// over files in a temporary directory, and no provider (nothing verifies).
+type backend struct {
+	opts config.LoadOptions
+	mu   sync.Mutex
+	snap *config.Snapshot
+	reg  *account.Registry
+}
+
+func build(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
+
+func newBackend(t *testing.T, accounts string) (*backend, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "accounts.json")
+	if err := os.WriteFile(path, []byte(accounts), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{opts: config.LoadOptions{ConfigPath: filepath.Join(dir, "config.json"), AccountsPath: path, SearchDirs: []string{}}}
+	snap, _, err := config.Load(b.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.snap = snap
+	if b.reg, err = account.NewRegistry(snap, build, account.Options{FailDelay: -1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.reg.Close)
+	return b, path
+}
+
+func (b *backend) Snapshot() *config.Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.snap
+}
+
+func (b *backend) Registry() *account.Registry { return b.reg }
+
+func (b *backend) Reload() error {
+	snap, _, err := config.Load(b.opts)
+	if err != nil {
+		return err
+	}
+	if _, err := b.reg.Replace(snap, build); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.snap = snap
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *backend) Ready() bool                                              { return true }
+func (b *backend) VerifyCredentials(context.Context, *config.Account) error { return nil }
+func (b *backend) TokenStatus(*account.Account) admin.TokenStatus {
+	return admin.TokenStatus{State: "none"}
+}
+func (b *backend) RefreshToken(context.Context, *account.Account) error { return nil }
+func (b *backend) Budget(*account.Account) (quota.Status, bool)         { return quota.Status{}, false }
+
+// post sends body to the API and returns the status and decoded reply.
+func post(t *testing.T, api http.Handler, path, body string) (int, map[string]any, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	var reply map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil {
+		t.Fatalf("reply %q: %v", rec.Body.String(), err)
+	}
+	return rec.Code, reply, rec.Body.String()
+}
+
+// fileRecords reads back the accounts file's records by email.
+func fileRecords(t *testing.T, path string) map[string]map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Accounts []map[string]any `json:"accounts"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	out := map[string]map[string]any{}
+	for _, r := range doc.Accounts {
+		out[r["email"].(string)] = r
+	}
+	return out
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// existing is an account set up by hand: an SMTP password, disabled, with
+// overrides, its own account_id and vmta_name.
+const existing = `{"_comment": "kept", "accounts": [
+  {"account_id": "legacy-1", "email": "alice@example.com", "provider": "gmail", "client_id": "cid",
+   "client_secret": "old-client-secret", "refresh_token": "old-refresh-token", "ip_address": "203.0.113.5",
+   "vmta_name": "vmta-custom", "smtp_password": "plain-pw-keep", "disabled": true, "_note": "kept",
+   "connection_settings": {"max_connections_per_account": 7}, "rate_limiting": {"messages_per_hour": 123}}
+]}`
+
+func TestAddAccount_overwriteKeepsWhatItDoesNotName(t *testing.T) {
+	t.Parallel()
+	kept := map[string]any{"smtp_password": "plain-pw-keep", "disabled": true, "_note": "kept",
+		"connection_settings": map[string]any{"max_connections_per_account": 7},
+		"rate_limiting":       map[string]any{"messages_per_hour": 123}}
+	for _, tc := range []struct {
+		name string
+		body string
+		code int
+		want map[string]any // fields of alice's record afterwards, beside kept
+	}{
+		{name: "re-post of the old tool's fields",
+			body: `{"email": "alice@example.com", "provider": "gmail", "client_id": "cid", "client_secret": "new-client-secret",
+				"refresh_token": "new-refresh-token", "verify": false, "overwrite": true}`,
+			code: http.StatusOK,
+			want: map[string]any{"account_id": "legacy-1", "vmta_name": "vmta-custom", "ip_address": "203.0.113.5",
+				"client_secret": "new-client-secret", "refresh_token": "new-refresh-token"}},
+		{name: "named fields change",
+			body: `{"email": "alice@example.com", "provider": "gmail", "client_id": "cid2", "client_secret": "s",
+				"refresh_token": "r", "ip_address": "203.0.113.9", "vmta_name": "vmta-new", "verify": false, "overwrite": true}`,
+			code: http.StatusOK,
+			want: map[string]any{"account_id": "legacy-1", "client_id": "cid2", "ip_address": "203.0.113.9", "vmta_name": "vmta-new"}},
+		{name: "found by account_id",
+			body: `{"email": "alice@example.com", "account_id": "legacy-1", "provider": "gmail", "client_id": "cid",
+				"client_secret": "s", "refresh_token": "r2", "verify": false, "overwrite": true}`,
+			code: http.StatusOK,
+			want: map[string]any{"account_id": "legacy-1", "refresh_token": "r2", "vmta_name": "vmta-custom"}},
+		{name: "without overwrite nothing changes",
+			body: `{"email": "alice@example.com", "provider": "gmail", "client_id": "cid", "client_secret": "s",
+				"refresh_token": "r", "verify": false}`,
+			code: http.StatusConflict,
+			want: map[string]any{"refresh_token": "old-refresh-token", "vmta_name": "vmta-custom"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, path := newBackend(t, existing)
+			api := admin.New(b, admin.Options{Token: secret.New(token)})
+			code, _, body := post(t, api, "/admin/accounts", tc.body)
+			if code != tc.code {
+				t.Fatalf("status %d, want %d: %s", code, tc.code, body)
+			}
+			for _, s := range []string{"plain-pw-keep", "client-secret", "refresh-token"} {
+				if strings.Contains(body, s) {
+					t.Errorf("reply carries a secret (%s): %s", s, body)
+				}
+			}
+			recs := fileRecords(t, path)
+			if len(recs) != 1 {
+				t.Fatalf("%d records, want 1", len(recs))
+			}
+			got := recs["alice@example.com"]
+			for _, want := range []map[string]any{kept, tc.want} {
+				for k, v := range want {
+					if g, w := jsonOf(t, got[k]), jsonOf(t, v); g != w {
+						t.Errorf("%s = %s, want %s", k, g, w)
+					}
+				}
+			}
+			if acc := b.Registry().Find("alice@example.com"); acc == nil || !acc.Cfg.Disabled || acc.Cfg.SMTPPassword.Empty() {
+				t.Error("the loaded account is missing, enabled or without its password")
+			}
+		})
+	}
+}
