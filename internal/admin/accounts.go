@@ -276,29 +276,23 @@ func (a *API) addBatch(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	wg.Wait()
-	var good []*newAccount
+	var good []int
 	for i := range list {
 		if failed[i] == nil {
-			good = append(good, &list[i])
+			good = append(good, i)
 		}
 	}
-	if len(good) > 0 {
-		err := a.edit(func(f *config.AccountsFile) error {
-			for _, n := range good {
-				if err := upsert(f, n); err != nil {
-					return fmt.Errorf("%s: %w", n.Email, err)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			// The file is unchanged: every account of the batch failed.
-			for i := range list {
-				if failed[i] == nil {
-					failed[i] = &batchFailure{Email: list[i].Email, Error: err.Error()}
-				}
-			}
-			good = nil
+	added := 0
+	for k, err := range a.saveBatch(list, good) {
+		i := good[k]
+		switch {
+		case err == nil:
+			added++
+		case errors.Is(err, errExists):
+			failed[i] = &batchFailure{Email: list[i].Email, Error: errExists.Error()}
+			dup[i] = true
+		default:
+			failed[i] = &batchFailure{Email: list[i].Email, Error: err.Error()}
 		}
 	}
 	var fails []*batchFailure
@@ -312,10 +306,10 @@ func (a *API) addBatch(w http.ResponseWriter, r *http.Request) {
 	total := len(a.b.Registry().All())
 	switch {
 	case len(fails) == 0:
-		writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": fmt.Sprintf("%d accounts added", len(good)),
-			"added_count": len(good), "total_accounts": total})
-	case len(good) > 0:
-		writeJSON(w, http.StatusPartialContent, map[string]any{"success": "partial", "added_count": len(good),
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": fmt.Sprintf("%d accounts added", added),
+			"added_count": added, "total_accounts": total})
+	case added > 0:
+		writeJSON(w, http.StatusPartialContent, map[string]any{"success": "partial", "added_count": added,
 			"failed_count": len(fails), "failed_accounts": fails, "total_accounts": total})
 	case allDup:
 		writeJSON(w, http.StatusConflict, map[string]any{"success": false, "error": "all accounts already exist",
@@ -324,6 +318,61 @@ func (a *API) addBatch(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"success": false, "error": "no account added",
 			"added_count": 0, "failed_count": len(fails), "failed_accounts": fails})
 	}
+}
+
+// saveBatch saves list[i] for each i of idx, and returns one error per
+// index. It tries them all in one edit first; when the loader refuses that
+// (nothing is written then), it saves them one edit at a time, so that one
+// bad record fails alone, with its own error, and the others are saved.
+// The proxy reloads once, after the last write.
+func (a *API) saveBatch(list []newAccount, idx []int) []error {
+	errs := make([]error, len(idx))
+	if len(idx) == 0 {
+		return errs
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	snap := a.b.Snapshot()
+	save := func(ks ...int) error {
+		return config.EditAccounts(snap.AccountsPath, snap.ConfigPath, func(f *config.AccountsFile) error {
+			for _, k := range ks {
+				if err := upsert(f, &list[idx[k]]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	all := make([]int, len(idx))
+	for k := range all {
+		all[k] = k
+	}
+	err := save(all...)
+	switch {
+	case err == nil:
+	case len(idx) == 1:
+		errs[0] = err
+	default:
+		for k := range idx {
+			errs[k] = save(k)
+		}
+	}
+	saved := false
+	for _, err := range errs {
+		saved = saved || err == nil
+	}
+	if !saved {
+		return errs
+	}
+	if err := a.b.Reload(); err != nil {
+		err = fmt.Errorf("saved, but reload failed: %w", err)
+		for k := range errs {
+			if errs[k] == nil {
+				errs[k] = err
+			}
+		}
+	}
+	return errs
 }
 
 func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request) {

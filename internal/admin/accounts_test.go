@@ -197,3 +197,81 @@ func TestAddAccount_overwriteKeepsWhatItDoesNotName(t *testing.T) {
 		})
 	}
 }
+
+func TestAddBatch_statusPerRecord(t *testing.T) {
+	t.Parallel()
+	good := func(email string) string {
+		return `{"email": "` + email + `", "provider": "gmail", "client_id": "cid", "client_secret": "batch-client-secret",
+			"refresh_token": "batch-refresh-token", "verify": false}`
+	}
+	bad := `{"email": "bad@example.com", "provider": "gmail", "client_id": "cid", "client_secret": "batch-client-secret",
+		"refresh_token": "batch-refresh-token", "ip_address": "999.1.1.1", "verify": false}`
+	for _, tc := range []struct {
+		name   string
+		body   string
+		code   int
+		failed map[string]string // email → substring of its error
+		saved  []string          // emails in the file afterwards
+	}{
+		{name: "all added", body: "[" + good("bob@example.com") + "," + good("carol@example.com") + "]",
+			code: http.StatusOK, saved: []string{"alice@example.com", "bob@example.com", "carol@example.com"}},
+		{name: "one invalid record fails alone", body: "[" + good("bob@example.com") + "," + bad + "," + good("carol@example.com") + "]",
+			code: http.StatusPartialContent, failed: map[string]string{"bad@example.com": `field "ip_address"`},
+			saved: []string{"alice@example.com", "bob@example.com", "carol@example.com"}},
+		{name: "none added", body: "[" + bad + "]",
+			code: http.StatusBadRequest, failed: map[string]string{"bad@example.com": `field "ip_address"`},
+			saved: []string{"alice@example.com"}},
+		{name: "all exist", body: "[" + good("alice@example.com") + "]",
+			code: http.StatusConflict, failed: map[string]string{"alice@example.com": "already exists"},
+			saved: []string{"alice@example.com"}},
+		{name: "one exists, one added", body: "[" + good("alice@example.com") + "," + good("bob@example.com") + "]",
+			code: http.StatusPartialContent, failed: map[string]string{"alice@example.com": "already exists"},
+			saved: []string{"alice@example.com", "bob@example.com"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, path := newBackend(t, existing)
+			api := admin.New(b, admin.Options{Token: secret.New(token)})
+			code, reply, body := post(t, api, "/admin/accounts/batch", tc.body)
+			if code != tc.code {
+				t.Fatalf("status %d, want %d: %s", code, tc.code, body)
+			}
+			var failures []struct{ Email, Error string }
+			if raw, ok := reply["failed_accounts"]; ok {
+				if err := json.Unmarshal([]byte(jsonOf(t, raw)), &failures); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(failures) != len(tc.failed) {
+				t.Errorf("failed_accounts = %+v, want %v", failures, tc.failed)
+			}
+			for _, f := range failures {
+				want, ok := tc.failed[f.Email]
+				if !ok || !strings.Contains(f.Error, want) {
+					t.Errorf("%s failed with %q, want %q", f.Email, f.Error, want)
+				}
+				if strings.HasPrefix(want, "field") && !strings.Contains(f.Error, path+": ") {
+					t.Errorf("%s: error does not name %s: %q", f.Email, path, f.Error)
+				}
+				if strings.Contains(f.Error, ".tmp-") {
+					t.Errorf("%s: error names the temporary file: %q", f.Email, f.Error)
+				}
+			}
+			if strings.Contains(body, "batch-client-secret") || strings.Contains(body, "batch-refresh-token") {
+				t.Errorf("reply carries a secret: %s", body)
+			}
+			recs := fileRecords(t, path)
+			if len(recs) != len(tc.saved) {
+				t.Errorf("file has %d records, want %v", len(recs), tc.saved)
+			}
+			for _, e := range tc.saved {
+				if recs[e] == nil {
+					t.Errorf("%s not in the file", e)
+				}
+				if e != "alice@example.com" && b.Registry().Find(e) == nil {
+					t.Errorf("%s saved but not loaded", e)
+				}
+			}
+		})
+	}
+}
