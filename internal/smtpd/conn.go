@@ -61,6 +61,12 @@ type conn struct {
 	rcpts  int  // RCPTs sent in this transaction (accepted or pending)
 	okRcpt int  // RCPTs the upstream accepted
 	bad    int  // invalid commands so far
+	// mailRefused: the last MAIL was refused and no other command came
+	// since but RCPTs. A pipelining client sends RCPT and DATA without
+	// waiting for MAIL's reply (RFC 2920 §3.1), so their "need MAIL" 503s
+	// are not its errors, up to a transaction's worth (excused).
+	mailRefused bool
+	excused     int // sequence errors excused since mailRefused was set
 
 	batch    []Command
 	batchIdx []int // position of each batch command among pending replies
@@ -324,6 +330,7 @@ func (c *conn) command(ctx context.Context, line string) {
 	}
 	// Any other command ends the pipelined envelope group first.
 	c.flushBatch(ctx)
+	c.mailRefused = false
 	if !isASCII(arg) {
 		// Only MAIL and RCPT may carry UTF-8 (RFC 6531).
 		c.replyBad(replyEightBit)
@@ -395,18 +402,25 @@ func (c *conn) hello(verb, arg string) {
 // batch while the client has more input buffered (it pipelined), and the
 // batch goes to the Txn at once; local refusals are interleaved in order.
 func (c *conn) envelope(ctx context.Context, verb, arg string) {
+	if verb == "MAIL" {
+		c.mailRefused, c.excused = true, 0 // until the transaction starts
+	}
 	if !utf8.ValidString(arg) {
 		c.replyBadLocal(ctx, replyBadUTF8)
 		return
 	}
+	// Sequence errors count toward MaxBadCommands, as in Postfix's
+	// smtpd_hard_error_limit, except those that follow from a refused
+	// MAIL: a client that loops on them goes no further.
 	switch verb {
 	case "MAIL":
 		if c.sender == nil {
-			c.replyLocal(ctx, reply.New(530, "5.7.0", "Authentication required"))
+			c.replyBadLocal(ctx, reply.New(530, "5.7.0", "Authentication required"))
 			return
 		}
 		if c.txn != nil {
-			c.replyLocal(ctx, reply.New(503, "5.5.1", "Nested MAIL command"))
+			c.mailRefused = false // MAIL was accepted; this one is the error
+			c.replyBadLocal(ctx, reply.New(503, "5.5.1", "Nested MAIL command"))
 			return
 		}
 		cmd, opts, rp := parseMail(arg, c.srv.cfg.MaxMessageBytes)
@@ -420,10 +434,11 @@ func (c *conn) envelope(ctx context.Context, verb, arg string) {
 			return
 		}
 		c.txn, c.utf8, c.rcpts, c.okRcpt = txn, opts.smtpUTF8, 0, 0
+		c.mailRefused = false
 		c.add(cmd)
 	case "RCPT":
 		if c.txn == nil {
-			c.replyLocal(ctx, reply.New(503, "5.5.1", "Need MAIL before RCPT"))
+			c.replySequence(ctx, reply.New(503, "5.5.1", "Need MAIL before RCPT"))
 			return
 		}
 		if c.rcpts >= c.srv.cfg.MaxRecipients {
@@ -443,11 +458,13 @@ func (c *conn) envelope(ctx context.Context, verb, arg string) {
 			return
 		}
 		if c.txn == nil {
-			c.replyLocal(ctx, reply.New(503, "5.5.1", "Need MAIL before DATA"))
+			c.replySequence(ctx, reply.New(503, "5.5.1", "Need MAIL before DATA"))
+			c.mailRefused = false // DATA ends a pipelined group
 			return
 		}
 		if c.rcpts == 0 {
-			c.replyLocal(ctx, reply.New(503, "5.5.1", "Need RCPT before DATA"))
+			// No RCPT was sent, or each was refused for its syntax.
+			c.replyBadLocal(ctx, reply.New(503, "5.5.1", "Need RCPT before DATA"))
 			return
 		}
 		if c.okRcpt == 0 && !c.batchHasRcpt() {
@@ -493,6 +510,17 @@ func (c *conn) replyBadLocal(ctx context.Context, r reply.Reply) {
 	c.replyLocal(ctx, r)
 }
 
+// replySequence answers RCPT or DATA without a transaction: the client's
+// error, unless its MAIL was refused just before (mailRefused).
+func (c *conn) replySequence(ctx context.Context, r reply.Reply) {
+	if c.mailRefused && c.excused <= c.srv.cfg.MaxRecipients {
+		c.excused++
+		c.replyLocal(ctx, r)
+		return
+	}
+	c.replyBadLocal(ctx, r)
+}
+
 // flushBatch sends the collected envelope commands to the Txn, writes all
 // pending replies in order and, after a 354, relays the body.
 func (c *conn) flushBatch(ctx context.Context) {
@@ -524,6 +552,8 @@ func (c *conn) flushBatch(ctx context.Context) {
 	switch {
 	case mailFailed:
 		c.endTxn()
+		// RCPT and DATA may still come, sent before the refusal was read.
+		c.mailRefused, c.excused = batch[len(batch)-1].Verb != VerbData, 0
 	case data:
 		c.body(ctx)
 	}

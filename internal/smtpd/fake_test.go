@@ -16,7 +16,8 @@ import (
 )
 
 // fakeBackend accepts alice/pw, refuses others, and relays into memory.
-// Recipients whose local part starts with "bad" are refused with 550.
+// Senders and recipients whose local part starts with "bad" are refused
+// with 550.
 type fakeBackend struct {
 	mu         sync.Mutex
 	batches    [][]smtpd.Command
@@ -67,7 +68,11 @@ func (t *fakeTxn) Envelope(_ context.Context, cmds []smtpd.Command) []reply.Repl
 	for i, c := range cmds {
 		switch c.Verb {
 		case smtpd.VerbMail:
-			out[i] = reply.New(250, "2.1.0", "OK from upstream")
+			if strings.HasPrefix(c.Addr, "bad") {
+				out[i] = reply.New(550, "5.7.1", "sender refused upstream")
+			} else {
+				out[i] = reply.New(250, "2.1.0", "OK from upstream")
+			}
 		case smtpd.VerbRcpt:
 			if strings.HasPrefix(c.Addr, "bad") {
 				out[i] = reply.New(550, "5.1.1", "no such user upstream")

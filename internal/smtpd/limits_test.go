@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 )
 
@@ -297,8 +298,98 @@ func TestLimits_clientThatDoesNotRead(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "the server to drop the connection", func() bool { return srv.Open() == 0 })
+	waitFor(t, "the server to drop the connection", func() bool {
+		// Accepted first: before the accept, Open is 0 too.
+		return srv.Stats().Accepted == 1 && srv.Open() == 0
+	})
 	if st := srv.Stats(); st.Timeouts != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestLimits_sequenceErrorsCount: commands out of sequence count toward
+// MaxBadCommands, so a client cannot loop on them; those that follow a
+// refused MAIL in a pipelined group do not, as the client sent them
+// before it could read the refusal.
+func TestLimits_sequenceErrorsCount(t *testing.T) {
+	t.Parallel()
+	const mail = "MAIL FROM:<a@example.com>\r\n"
+	cases := []struct {
+		name     string
+		auth     bool
+		beginErr error
+		send     []string // each written after the previous replies were read
+		want     []string // replies, in order
+		closed   bool     // the session ends with 421 after want
+	}{
+		{"unauthenticated MAIL", false, nil,
+			[]string{mail, mail, mail},
+			[]string{"530 5.7.0", "530 5.7.0", "530 5.7.0"}, true},
+		{"unauthenticated MAIL pipelined", false, nil,
+			[]string{mail + mail + mail + "NOOP\r\n"},
+			[]string{"530 5.7.0", "530 5.7.0", "530 5.7.0"}, true},
+		{"RCPT without MAIL", true, nil,
+			[]string{"RCPT TO:<r@example.net>\r\n", "RCPT TO:<r@example.net>\r\n", "RCPT TO:<r@example.net>\r\n"},
+			[]string{"503 5.5.1", "503 5.5.1", "503 5.5.1"}, true},
+		{"DATA without MAIL", true, nil,
+			[]string{"DATA\r\n", "DATA\r\n", "DATA\r\n"},
+			[]string{"503 5.5.1", "503 5.5.1", "503 5.5.1"}, true},
+		{"nested MAIL", true, nil,
+			[]string{mail, mail, mail, mail},
+			[]string{"250 ", "503 5.5.1 Nested", "503 5.5.1 Nested", "503 5.5.1 Nested"}, true},
+		{"DATA without RCPT", true, nil,
+			[]string{mail, "DATA\r\n", "DATA\r\n", "DATA\r\n"},
+			[]string{"250 ", "503 5.5.1 Need RCPT", "503 5.5.1 Need RCPT", "503 5.5.1 Need RCPT"}, true},
+		{"MAIL refused by Begin, pipelined group", true, reply.New(451, "4.7.0", "over the cap"),
+			[]string{
+				mail + "RCPT TO:<r@example.net>\r\nRCPT TO:<s@example.net>\r\nDATA\r\n",
+				mail + "RCPT TO:<r@example.net>\r\nDATA\r\n",
+				"NOOP\r\n",
+			},
+			[]string{"451 4.7.0", "503 5.5.1", "503 5.5.1", "503 5.5.1", "451 4.7.0", "503 5.5.1", "503 5.5.1", "250 "}, false},
+		{"MAIL refused upstream, RCPT and DATA sent after", true, nil,
+			[]string{
+				"MAIL FROM:<bad@example.com>\r\n", "RCPT TO:<r@example.net>\r\n", "DATA\r\n",
+				"MAIL FROM:<bad@example.com>\r\n", "RCPT TO:<r@example.net>\r\n", "DATA\r\n",
+				"NOOP\r\n",
+			},
+			[]string{"550 5.7.1", "503 5.5.1", "503 5.5.1", "550 5.7.1", "503 5.5.1", "503 5.5.1", "250 "}, false},
+		{"RCPT after the excused group counts", true, reply.New(451, "4.7.0", "over the cap"),
+			[]string{mail + "RCPT TO:<r@example.net>\r\nDATA\r\n", "RCPT TO:<r@example.net>\r\n", "RCPT TO:<r@example.net>\r\n", "RCPT TO:<r@example.net>\r\n"},
+			[]string{"451 4.7.0", "503 5.5.1", "503 5.5.1", "503 5.5.1", "503 5.5.1", "503 5.5.1"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := &fakeBackend{beginErr: tc.beginErr}
+			srv, addr, _ := startServers(t, smtpd.Config{MaxBadCommands: 3}, b, false)
+			c := dial(t, addr)
+			c.expect("220 ")
+			c.ehlo()
+			if tc.auth {
+				c.send(authAlice)
+				c.expect("235 ")
+			}
+			want := tc.want
+			for _, s := range tc.send {
+				c.send(s)
+				// Read the replies to this write: one per command line,
+				// but no more than are left to expect.
+				for range min(strings.Count(s, "\r\n"), len(want)) {
+					c.expect(want[0])
+					want = want[1:]
+				}
+			}
+			if tc.closed {
+				c.expect("421 4.7.0 Too many errors")
+				c.expectClosed()
+				if st := srv.Stats(); st.TooManyErrors != 1 {
+					t.Errorf("TooManyErrors = %d, want 1", st.TooManyErrors)
+				}
+				return
+			}
+			c.send("QUIT\r\n")
+			c.expect("221 ")
+		})
 	}
 }
