@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
@@ -23,7 +24,9 @@ var (
 // initial response. Outside Trusted it needs TLS, and failed attempts are
 // limited per client address and per username (Config); over a limit the
 // client gets 421 4.7.0 and is disconnected before any password is
-// checked, so guessing goes no further.
+// checked, so guessing goes no further. An attempt holds a place in both
+// budgets while its password is checked (authLimiter.reserve), so guesses
+// sent in parallel cannot all slip under the limit.
 func (c *conn) auth(ctx context.Context, arg string) {
 	switch {
 	case !c.ehlo:
@@ -87,9 +90,23 @@ func (c *conn) auth(ctx context.Context, arg string) {
 		c.replyBad(errAuthSyntax)
 		return
 	}
-	if !c.trusted && c.srv.auth.blockedUser(user) {
-		c.refuseAuth("username")
-		return
+	var at *attempt // nil for a trusted client
+	if !c.trusted {
+		var err error
+		at, err = c.srv.auth.reserve(ctx, c.ipKey, user)
+		switch {
+		case errors.Is(err, errAuthOverIP):
+			c.refuseAuth("address")
+			return
+		case errors.Is(err, errAuthOverUser):
+			c.refuseAuth("username")
+			return
+		case err != nil: // the connection is ending
+			c.quit = true
+			return
+		}
+		// Deferred, so that a panicking backend frees its place too.
+		defer c.srv.auth.done(at)
 	}
 	sender, err := c.srv.backend.Login(ctx, &c.info, user, pass)
 	if err != nil {
@@ -98,7 +115,12 @@ func (c *conn) auth(ctx context.Context, arg string) {
 			r = reply.New(454, "4.7.0", "Temporary authentication failure (ref "+c.info.ID+")")
 		}
 		if r.Code == 535 {
-			c.authFailed(user, r)
+			if at != nil {
+				at.failed = true
+			}
+			c.srv.stats.authFailures.Add(1)
+			c.bad++
+			c.reply(r)
 			return
 		}
 		c.reply(r)
@@ -112,8 +134,8 @@ func (c *conn) auth(ctx context.Context, arg string) {
 	c.reply(reply.New(235, "2.7.0", "Authentication successful"))
 }
 
-// authFailed answers a credentials failure and counts it against the
-// client's address and the username.
+// authFailed answers a credentials failure found before any password
+// check and counts it against the client's address and the username.
 func (c *conn) authFailed(user string, r reply.Reply) {
 	c.srv.stats.authFailures.Add(1)
 	if !c.trusted {

@@ -1,6 +1,8 @@
 package smtpd
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -67,21 +69,49 @@ const maxAuthKeys = 100_000
 // maxUserKeyBytes bounds the part of a username used as a key.
 const maxUserKeyBytes = 256
 
+// Errors of authLimiter.reserve.
+var (
+	errAuthOverIP   = errors.New("auth failures per address over the limit")
+	errAuthOverUser = errors.New("auth failures per username over the limit")
+)
+
 // authLimiter counts failed AUTH attempts per client address and per
 // username in fixed one-minute windows.
+//
+// An attempt whose password is being checked counts against the budget
+// too (reserve, then done): attempts running in parallel cannot all pass
+// a check that only counts finished failures. While failures plus
+// attempts in flight fill a budget, further attempts wait for one to
+// finish rather than being refused, so a sender that opens many
+// connections at once with the right password is only slowed, never
+// refused. Refusal comes only when the failures alone reach the limit. So
+// at most the limit's number of passwords can fail per window; an attempt
+// reserved at the end of one window may fail in the next.
 type authLimiter struct {
 	now           func() time.Time
 	perIP, perUsr int
 
-	mu        sync.Mutex // guards ips, users, lastSweep
+	mu        sync.Mutex // guards ips, users, lastSweep, wake
 	ips       map[netip.Prefix]*window
 	users     map[string]*window
 	lastSweep time.Time
+	wake      chan struct{} // closed when an attempt ends; nil while nobody waits
 }
 
 type window struct {
-	start time.Time
-	n     int
+	start    time.Time
+	n        int // failures since start
+	inflight int // reserved attempts not yet done; never swept while > 0
+}
+
+// attempt is one AUTH attempt holding a place in the budgets. A nil
+// window is an uncounted key (its map was full).
+type attempt struct {
+	ipKey   netip.Prefix
+	userKey string
+	ip      *window
+	user    *window
+	failed  bool // the password was wrong: done counts a failure
 }
 
 func newAuthLimiter(now func() time.Time, perIP, perUser int) *authLimiter {
@@ -103,47 +133,131 @@ func (l *authLimiter) blockedIP(key netip.Prefix) bool {
 	return over(l.ips[key], l.now(), l.perIP)
 }
 
-// blockedUser reports whether user has used up its failures.
-func (l *authLimiter) blockedUser(user string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return over(l.users[userKey(user)], l.now(), l.perUsr)
-}
-
 func over(w *window, now time.Time, limit int) bool {
 	return w != nil && now.Sub(w.start) < authWindow && w.n >= limit
 }
 
-// fail counts one failed attempt for key and user.
+// busy reports whether w's failures and attempts in flight fill limit.
+func busy(w *window, now time.Time, limit int) bool {
+	if w == nil {
+		return false
+	}
+	n := w.inflight
+	if now.Sub(w.start) < authWindow {
+		n += w.n
+	}
+	return n >= limit
+}
+
+// reserve takes a place for one attempt by key and user before its
+// password is checked, waiting while the places are taken by attempts in
+// flight. It fails with errAuthOverIP or errAuthOverUser when the
+// failures have reached a limit, and with ctx's error when ctx ends
+// first. Every reserved attempt must be ended with done.
+func (l *authLimiter) reserve(ctx context.Context, key netip.Prefix, user string) (*attempt, error) {
+	uk := userKey(user)
+	l.mu.Lock()
+	for {
+		now := l.now()
+		l.sweepIfDue(now)
+		ipw, uw := l.ips[key], l.users[uk]
+		switch {
+		case over(ipw, now, l.perIP):
+			l.mu.Unlock()
+			return nil, errAuthOverIP
+		case over(uw, now, l.perUsr):
+			l.mu.Unlock()
+			return nil, errAuthOverUser
+		case !busy(ipw, now, l.perIP) && !busy(uw, now, l.perUsr):
+			a := &attempt{ipKey: key, userKey: uk, ip: entry(l.ips, key, now), user: entry(l.users, uk, now)}
+			for _, w := range []*window{a.ip, a.user} {
+				if w != nil {
+					w.inflight++
+				}
+			}
+			l.mu.Unlock()
+			return a, nil
+		}
+		if l.wake == nil {
+			l.wake = make(chan struct{})
+		}
+		wake := l.wake
+		l.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		l.mu.Lock()
+	}
+}
+
+// done ends a reserved attempt, counting a failure if a.failed.
+func (l *authLimiter) done(a *attempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	end := func(w *window) bool {
+		w.inflight--
+		if a.failed {
+			if now.Sub(w.start) >= authWindow {
+				w.start, w.n = now, 0
+			}
+			w.n++
+		}
+		return w.n == 0 && w.inflight == 0
+	}
+	// A window that holds nothing any more goes at once, so that
+	// successful logins leave no entries behind.
+	if a.ip != nil && end(a.ip) {
+		delete(l.ips, a.ipKey)
+	}
+	if a.user != nil && end(a.user) {
+		delete(l.users, a.userKey)
+	}
+	if l.wake != nil {
+		close(l.wake)
+		l.wake = nil
+	}
+}
+
+// fail counts one failed attempt for key and user that was not reserved
+// (refused before any password check).
 func (l *authLimiter) fail(key netip.Prefix, user string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	full := len(l.ips) >= maxAuthKeys || len(l.users) >= maxAuthKeys
-	if since := now.Sub(l.lastSweep); since >= authWindow || full && since >= authWindow/6 {
-		// Expired entries go once a minute, or every 10s while a map is
-		// full; never on every failure, which a full map would make slow.
-		l.lastSweep = now
-		sweep(l.ips, now)
-		sweep(l.users, now)
-	}
+	l.sweepIfDue(now)
 	count(l.ips, key, now)
 	count(l.users, userKey(user), now)
 }
 
+// sweepIfDue drops expired entries once a minute, or every 10s while a
+// map is full; never on every call, which a full map would make slow.
+func (l *authLimiter) sweepIfDue(now time.Time) {
+	full := len(l.ips) >= maxAuthKeys || len(l.users) >= maxAuthKeys
+	if since := now.Sub(l.lastSweep); since >= authWindow || full && since >= authWindow/6 {
+		l.lastSweep = now
+		sweep(l.ips, now)
+		sweep(l.users, now)
+	}
+}
+
 func sweep[K comparable](m map[K]*window, now time.Time) {
 	for k, w := range m {
-		if now.Sub(w.start) >= authWindow {
+		if w.inflight == 0 && now.Sub(w.start) >= authWindow {
 			delete(m, k)
 		}
 	}
 }
 
-func count[K comparable](m map[K]*window, k K, now time.Time) {
+// entry returns k's window, made or renewed at now; nil when the map is
+// full.
+func entry[K comparable](m map[K]*window, k K, now time.Time) *window {
 	w := m[k]
 	if w == nil {
 		if len(m) >= maxAuthKeys {
-			return
+			return nil
 		}
 		w = &window{start: now}
 		m[k] = w
@@ -151,5 +265,11 @@ func count[K comparable](m map[K]*window, k K, now time.Time) {
 	if now.Sub(w.start) >= authWindow {
 		w.start, w.n = now, 0
 	}
-	w.n++
+	return w
+}
+
+func count[K comparable](m map[K]*window, k K, now time.Time) {
+	if w := entry(m, k, now); w != nil {
+		w.n++
+	}
 }

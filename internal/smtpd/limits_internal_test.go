@@ -1,9 +1,12 @@
 package smtpd
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -29,22 +32,23 @@ func TestAuthLimiter_windowsAndBounds(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	l := newAuthLimiter(func() time.Time { return now }, 2, 2)
 	ip := ipKey(netip.MustParseAddr("192.0.2.1"))
+	blockedUser := func(u string) bool { return over(l.users[userKey(u)], now, l.perUsr) }
 	l.fail(ip, "Alice")
-	if l.blockedIP(ip) || l.blockedUser("alice") {
+	if l.blockedIP(ip) || blockedUser("alice") {
 		t.Fatal("blocked after one failure")
 	}
 	l.fail(ip, "ALICE")
-	if !l.blockedIP(ip) || !l.blockedUser("alice") {
+	if !l.blockedIP(ip) || !blockedUser("alice") {
 		t.Fatal("not blocked after two failures")
 	}
 	now = now.Add(authWindow)
-	if l.blockedIP(ip) || l.blockedUser("alice") {
+	if l.blockedIP(ip) || blockedUser("alice") {
 		t.Fatal("still blocked after the window")
 	}
 	long := strings.Repeat("x", 10_000)
 	l.fail(ip, long+"a")
 	l.fail(ip, long+"b")
-	if !l.blockedUser(long + "c") {
+	if !blockedUser(long + "c") {
 		t.Error("long names are not truncated to one key")
 	}
 
@@ -58,5 +62,72 @@ func TestAuthLimiter_windowsAndBounds(t *testing.T) {
 	l.fail(ip, "fresh")
 	if n := len(l.users); n != 1 {
 		t.Errorf("%d user entries after they all expired, want 1", n)
+	}
+}
+
+// TestAuthLimiter_attemptsInFlightCount: an attempt being checked holds a
+// place in both budgets; a further attempt waits for it instead of being
+// let through, a success frees the place, a failure keeps it, and once
+// the failures alone reach the limit waiting attempts are refused.
+func TestAuthLimiter_attemptsInFlightCount(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1_700_000_000, 0)
+	ip := ipKey(netip.MustParseAddr("192.0.2.1"))
+	cases := []struct {
+		name          string
+		perIP, perUsr int
+		wantErr       error
+	}{
+		{"per address", 2, 100, errAuthOverIP},
+		{"per username", 100, 2, errAuthOverUser},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			now := start
+			l := newAuthLimiter(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }, tc.perIP, tc.perUsr)
+			ctx := context.Background()
+			reserve := func(user string) *attempt {
+				t.Helper()
+				a, err := l.reserve(ctx, ip, user)
+				if err != nil {
+					t.Fatalf("reserve: %v", err)
+				}
+				return a
+			}
+			a1, a2 := reserve("alice"), reserve("Alice")
+			// Both places are taken: a third attempt waits (here until
+			// its context ends) rather than being checked or refused.
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			_, err := l.reserve(short, ip, "alice")
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("third attempt: %v, want it to wait until its context ends", err)
+			}
+			l.done(a1) // a success frees its place
+			a3 := reserve("alice")
+			waiter := make(chan error, 1)
+			go func() {
+				a, err := l.reserve(ctx, ip, "alice")
+				if a != nil {
+					l.done(a)
+				}
+				waiter <- err
+			}()
+			a2.failed, a3.failed = true, true
+			l.done(a2)
+			l.done(a3)
+			if err := <-waiter; !errors.Is(err, tc.wantErr) {
+				t.Errorf("waiting attempt: %v, want %v", err, tc.wantErr)
+			}
+			mu.Lock()
+			now = now.Add(authWindow)
+			mu.Unlock()
+			l.done(reserve("alice"))
+			if len(l.ips) != 0 || len(l.users) != 0 {
+				t.Errorf("entries left after a success in a fresh window: %v %v", l.ips, l.users)
+			}
+		})
 	}
 }
