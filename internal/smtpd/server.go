@@ -28,12 +28,15 @@ type Config struct {
 	// (IPv6: one /64), counted after the PROXY header; over it: 421 4.7.0
 	// and close. Default 1000.
 	MaxConnectionsPerIP int
-	MaxBadCommands      int // unknown or invalid commands per connection before 421; default 20
+	MaxBadCommands      int // unknown, invalid or out-of-sequence commands per connection before 421; default 20
 	// MaxAuthFailuresPerIP and MaxAuthFailuresPerUser are the failed AUTH
 	// attempts (535) allowed in one minute per client address (IPv6: /64)
 	// and per username; beyond them AUTH gets 421 4.7.0 and the
 	// connection closes, before any password is checked. Successful AUTH
-	// does not count. Clients in Trusted are exempt. Default 10 each.
+	// does not count. An attempt whose password is being checked holds a
+	// place until it is answered; while failures and such attempts fill a
+	// limit, further attempts wait, so parallel guesses cannot pass it.
+	// Clients in Trusted are exempt. Default 10 each.
 	MaxAuthFailuresPerIP   int
 	MaxAuthFailuresPerUser int
 	// CommandTimeout bounds the wait for the greeting's first command and
