@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -83,5 +84,38 @@ func TestAcquireCap(t *testing.T) {
 	a.Done()
 	if !a.Acquire() {
 		t.Fatal("slot not given back")
+	}
+}
+
+// A failed AUTH is answered only after FailDelay, an unknown user as late
+// as a wrong password (no timing tells them apart), a success at once; a
+// client that hangs up ends the wait. Only lower bounds are asserted.
+func TestAuthenticate_failureDelay(t *testing.T) {
+	t.Parallel()
+	const delay = 150 * time.Millisecond
+	snap := &config.Snapshot{Accounts: []*config.Account{{ID: "plain", Email: "plain@example.com", SMTPPassword: secret.New("pw")}}}
+	r, err := account.NewRegistry(snap, func(c *config.Account) (*account.Account, error) {
+		return &account.Account{Cfg: c}, nil
+	}, account.Options{FailDelay: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := netip.MustParseAddr("192.0.2.1")
+	for _, user := range []string{"plain@example.com", "nobody@example.com"} {
+		start := time.Now()
+		if _, err := r.Authenticate(context.Background(), user, "wrong", from); !errors.Is(err, account.ErrBadCredentials) {
+			t.Fatalf("%s: %v", user, err)
+		}
+		if took := time.Since(start); took < delay {
+			t.Errorf("%s: refused after %v, before the %v failure delay", user, took, delay)
+		}
+	}
+	if _, err := r.Authenticate(context.Background(), "plain@example.com", "pw", from); err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.Authenticate(ctx, "plain@example.com", "wrong", from); !errors.Is(err, account.ErrBadCredentials) {
+		t.Errorf("cancelled: %v", err)
 	}
 }
