@@ -81,10 +81,13 @@
 //
 // Failures before any address is known come from Options.SessionFault,
 // which picks a Fault for each new connection: a Stage (the greeting, the
-// TLS handshake, the reply to EHLO, STARTTLS or AUTH) and an Action
-// (close, TCP RST, stall, another reply such as 421 or 454, trickle one
-// byte per TrickleInterval, or bytes that are neither SMTP nor TLS). A
-// test gives each account its own provider to fail one account alone.
+// TLS handshake, the reply to EHLO, STARTTLS or AUTH, or the first command
+// after the session delivered a message, as an idle timeout meets a pooled
+// session) and an Action (close, TCP RST, stall, another reply such as 421
+// or 454, trickle one byte per TrickleInterval, or bytes that are neither
+// SMTP nor TLS). A fault strikes once per session, or every time with
+// Fault.Repeat; Stats.SessionFaults counts the strikes. A test gives each
+// account its own provider to fail one account alone.
 // Enhanced codes with a provider's real text: 5.1.1, 4.2.2, 5.7.1, 4.3.0,
 // 5.4.5 (Gmail daily limit), 5.2.0 (Microsoft quota), 5.2.252 (SendAsDenied),
 // 4.3.2 (Microsoft concurrency), 4.7.0.

@@ -10,16 +10,17 @@ import (
 // DefaultTrickleInterval is the pause between bytes of a trickled reply.
 const DefaultTrickleInterval = time.Second
 
-// sessionFault runs the session fault for stage st, once per session. It
-// reports true when the fault took the stage over: the normal reply must
-// not be sent (the session may be closed). ActTrickle only slows the
-// output down and reports false.
+// sessionFault runs the session fault for stage st, once per session
+// unless Fault.Repeat. It reports true when the fault took the stage over:
+// the normal reply must not be sent (the session may be closed).
+// ActTrickle only slows the output down and reports false.
 func (s *session) sessionFault(st Stage) bool {
 	f := s.fault
-	if f.Stage != st || s.faulted {
+	if f.Stage != st || (s.faulted && !f.Repeat) {
 		return false
 	}
 	s.faulted = true
+	s.p.sessionFaults.Add(1)
 	s.p.log.Info("session fault", "conn_id", s.id, "stage", st, "action", f.Action)
 	switch f.Action {
 	case ActDrop:

@@ -230,3 +230,45 @@ func TestSessionFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionFault_reuseAndRepeat: a StageReuse fault answers the first
+// command after a delivered message (here an idle-timeout 421, which also
+// closes), and a Repeat fault strikes every AUTH of its session.
+func TestSessionFault_reuseAndRepeat(t *testing.T) {
+	t.Parallel()
+	t.Run("reuse", func(t *testing.T) {
+		t.Parallel()
+		idle := reply.New(421, "4.4.2", "Idle timeout, closing connection")
+		p := start(t, fakeprovider.Options{SessionFault: func(int64) fakeprovider.Fault {
+			return fakeprovider.Fault{Stage: fakeprovider.StageReuse, Action: fakeprovider.ActReply, Reply: idle}
+		}})
+		tok := accessToken(t, p, "a@example.com")
+		c := dial(t, p)
+		c.login("a@example.com", tok)
+		if got := c.send("a@example.com", []string{"r@x.test"}, "x\r\n.\r\n"); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("first message: %q", got)
+		}
+		c.write("MAIL FROM:<a@example.com>\r\nRCPT TO:<r@x.test>\r\n")
+		c.expect(421, "4.4.2 Idle timeout")
+		c.expectClosed()
+		if st := p.Stats(); st.SessionFaults != 1 || st.Messages != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+	t.Run("repeat", func(t *testing.T) {
+		t.Parallel()
+		p := start(t, fakeprovider.Options{SessionFault: func(int64) fakeprovider.Fault {
+			return fakeprovider.Fault{Stage: fakeprovider.StageAuth, Action: fakeprovider.ActReply,
+				Reply: reply.New(535, "5.7.3", "Authentication unsuccessful"), Repeat: true}
+		}})
+		tok := accessToken(t, p, "a@example.com")
+		c := dial(t, p)
+		c.ehlo()
+		for range 3 {
+			c.do("AUTH XOAUTH2 "+xoauth2("a@example.com", tok), 535, "5.7.3")
+		}
+		if st := p.Stats(); st.SessionFaults != 3 || st.Logins != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}

@@ -240,7 +240,7 @@ func (e *effects) add(in injection) {
 	}
 }
 
-// Stage is a step of an SMTP session before the mail transaction, where a
+// Stage is a step of an SMTP session outside a mail transaction, where a
 // session fault (Options.SessionFault) strikes.
 type Stage uint8
 
@@ -250,6 +250,11 @@ const (
 	StageEHLO                      // the reply to the first EHLO or HELO
 	StageSTARTTLS                  // the reply to STARTTLS
 	StageAuth                      // the reply to AUTH, after the client's credentials
+	// StageReuse is the reply to the first command after the session
+	// delivered a message, the command is not carried out: how a pooled
+	// session meets its next use after the provider timed it out while
+	// idle (ActReply with "421 4.4.2 ... closing connection").
+	StageReuse
 )
 
 // Action is what a session fault does at its Stage.
@@ -270,6 +275,9 @@ type Fault struct {
 	Stage  Stage
 	Action Action
 	Reply  reply.Reply // for ActReply, e.g. reply.New(454, "4.7.0", "Too many login attempts")
+	// Repeat makes the fault strike every time its stage comes round in
+	// the session (every AUTH, say), not only the first time.
+	Repeat bool
 }
 
 // garbage is what ActGarbage sends: not a reply, not a TLS record.

@@ -113,6 +113,9 @@ type Stats struct {
 	// TLSHandshakes and TLSResumed count TLS sessions, and those resumed
 	// from a session ticket (no full handshake).
 	TLSHandshakes, TLSResumed int64
+	// SessionFaults counts the times a session fault struck
+	// (Options.SessionFault; a Repeat fault counts each time).
+	SessionFaults int64
 }
 
 // Provider is a running fake provider. Create it with Start.
@@ -134,6 +137,7 @@ type Provider struct {
 	loginFailures  atomic.Int64
 	tokenRequests  atomic.Int64
 	tokenRefreshes atomic.Int64
+	sessionFaults  atomic.Int64
 
 	mu           sync.Mutex
 	closed       bool
@@ -334,6 +338,7 @@ func (p *Provider) Stats() Stats {
 		MaxConcurrentSessionsPerUser: peak,
 		TLSHandshakes:                p.tlsHandshakes.Load(),
 		TLSResumed:                   p.tlsResumed.Load(),
+		SessionFaults:                p.sessionFaults.Load(),
 	}
 }
 

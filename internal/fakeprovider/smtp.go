@@ -232,6 +232,9 @@ func (s *session) dispatch(line []byte) {
 	if n < len(line) {
 		arg = strings.TrimSpace(string(line[n+1:]))
 	}
+	if s.nmsg > 0 && s.sessionFault(StageReuse) {
+		return
+	}
 	switch verb {
 	case "EHLO", "HELO":
 		s.cmdHello(verb, arg)
