@@ -105,6 +105,20 @@ func New[S Session](cfg Config, dial func(ctx context.Context) (S, error)) *Pool
 // ErrBusy. A dial is bounded by ctx alone. Dial errors are returned as
 // they are.
 func (p *Pool[S]) Lease(ctx context.Context, wait time.Duration) (*Lease[S], error) {
+	return p.lease(ctx, wait, true)
+}
+
+// LeaseNew is Lease for a caller that has just found a pooled session
+// dead (and discarded it): it closes every idle session and dials a new
+// one. The most recently used session is lent first, so the idle ones have
+// waited at least as long as the dead one and have likely met the same
+// fate (a provider's idle timeout or restart); closing them first also
+// keeps the open sessions within Max.
+func (p *Pool[S]) LeaseNew(ctx context.Context, wait time.Duration) (*Lease[S], error) {
+	return p.lease(ctx, wait, false)
+}
+
+func (p *Pool[S]) lease(ctx context.Context, wait time.Duration, reuse bool) (*Lease[S], error) {
 	select {
 	case p.slots <- struct{}{}:
 	default:
@@ -126,6 +140,15 @@ func (p *Pool[S]) Lease(ctx context.Context, wait time.Duration) (*Lease[S], err
 			p.mu.Unlock()
 			p.freeSlot()
 			return nil, ErrClosed
+		}
+		if !reuse {
+			stale := p.idle
+			p.idle = nil
+			p.mu.Unlock()
+			for _, e := range stale {
+				p.retire(e, true, "idle behind a dead session")
+			}
+			break
 		}
 		n := len(p.idle)
 		if n == 0 {

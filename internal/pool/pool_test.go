@@ -274,3 +274,36 @@ func TestPool_shrinkExpires(t *testing.T) {
 	p.Release(l1)
 	p.Release(l2)
 }
+
+// TestPool_leaseNewClosesIdleAndDials: after a dead pooled session the
+// caller asks for a new one; the idle sessions, idle at least as long,
+// are closed and a new session is dialed, within Max.
+func TestPool_leaseNewClosesIdleAndDials(t *testing.T) {
+	t.Parallel()
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 2}, d.dial)
+	defer p.Close()
+	ctx := context.Background()
+	l1, _ := p.Lease(ctx, time.Second)
+	l2, _ := p.Lease(ctx, time.Second)
+	s1 := l1.Session()
+	p.Release(l1)
+	p.Release(l2)
+	dead, _ := p.Lease(ctx, time.Second) // the most recently used: l2's
+	if dead.Fresh() {
+		t.Fatal("idle session not reused")
+	}
+	p.Discard(dead)
+	l, err := p.LeaseNew(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Fresh() || l.Session() == s1 {
+		t.Fatal("LeaseNew reused an idle session")
+	}
+	waitFor(t, s1.closed.Load, "the older idle session closed")
+	if st := p.Stats(); st.Open != 1 || st.Opened != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	p.Release(l)
+}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
@@ -71,6 +72,23 @@ func (r *Relay) learn(a *account.Account, rp reply.Reply) reply.Reply {
 		return reply.New(451, "4.7.0", a.Cfg.Email+": provider says: "+rp.String())
 	}
 	return rp
+}
+
+// clientReply is the reply the client gets for an upstream reply to a
+// relayed command: learn's, and never a 421. From the proxy a 421 would
+// tell the client that the proxy is closing its connection (RFC 5321
+// §3.8), while only the upstream session closed; the client hears a 451
+// with the provider's reply instead.
+func (r *Relay) clientReply(a *account.Account, rp reply.Reply) reply.Reply {
+	rp = r.learn(a, rp)
+	if rp.Code != 421 {
+		return rp
+	}
+	enh := "4.4.2"
+	if strings.HasPrefix(rp.Enhanced, "4.7.") {
+		enh = "4.7.0"
+	}
+	return reply.New(451, enh, a.Cfg.Email+": provider closed the session: "+rp.String())
 }
 
 // coolDown starts the account's cool-down for kind, if one is configured.

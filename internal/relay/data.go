@@ -52,7 +52,7 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 	case err != nil:
 		t.broken = true
 		var ue *upstream.Error
-		if errors.As(err, &ue) && ue.Reply != nil {
+		if errors.As(err, &ue) && ue.Reply != nil && ue.Reply.Code != 421 {
 			rp = *ue.Reply
 		} else {
 			rp = errLost
@@ -64,7 +64,7 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 	}
 	if err == nil && cr.err == nil {
 		t.r.m.upstreamReplies.WithLabelValues("end", classOf(rp.Code)).Inc()
-		rp = t.r.learn(t.a, rp)
+		rp = t.r.clientReply(t.a, rp)
 		t.final = &rp
 	}
 	t.ticket.Done(rp.Positive())

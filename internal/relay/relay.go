@@ -9,6 +9,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
@@ -164,15 +165,17 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 	sess := t.lease.Session()
 	ucmds, local := t.translate(sess, cmds, out)
 	replies, err := sess.Batch(ctx, ucmds)
-	if err != nil && first && len(replies) == 0 && !t.lease.Fresh() && sess.Broken() {
-		// A stale pooled session: nothing reached the upstream's
-		// transaction, so moving to a fresh session cannot duplicate.
+	if first && !t.lease.Fresh() && stale(sess, replies) {
+		// A pooled session the provider had closed: nothing of the
+		// transaction was accepted, so moving the batch to a fresh
+		// session, once, cannot deliver anything twice.
 		t.r.Stats.Retried.Add(1)
 		t.r.m.retried.Inc()
-		t.r.log.Debug("stale upstream session, retrying on a fresh one", "conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err)
+		t.r.log.Debug("stale upstream session, retrying on a fresh one", "conn_id", t.c.ID, "account", t.a.Cfg.ID,
+			"err", err, "upstream_reply", firstReply(replies))
 		t.a.Pool.Discard(t.lease)
 		t.lease = nil
-		if rp := t.open(ctx); rp != nil {
+		if rp := t.openNew(ctx); rp != nil {
 			t.broken = true
 			fillFailure(out, *rp)
 			return out
@@ -189,7 +192,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 			continue
 		}
 		if j < len(replies) {
-			out[i] = t.r.learn(t.a, replies[j])
+			out[i] = t.r.clientReply(t.a, replies[j])
 			t.r.m.upstreamReplies.WithLabelValues(stageOf(c.Verb), classOf(replies[j].Code)).Inc()
 		} else {
 			out[i] = errLost
@@ -215,19 +218,56 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 			}
 		}
 	}
-	if err != nil {
+	if err != nil || sess.Broken() {
+		// A 421 read in full breaks the session without an error.
 		t.broken = true
-		t.r.log.Warn("upstream envelope failed", "conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err)
+		t.r.log.Warn("upstream envelope failed", "conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err,
+			"upstream_reply", firstReply(replies))
 	}
 	return out
 }
 
+// stale reports whether a pooled session turned out to be closed by the
+// provider before it took any part of the transaction: it broke with no
+// reply, or with a 421 that is not a rate or quota reply (RFC 5321 §3.8:
+// the provider closing an idle session, "421 4.4.2 ... timeout"). A 421
+// that provider.Classify knows is the account's problem, not the
+// session's: a fresh session would only hear it again.
+func stale(sess *upstream.Client, replies []reply.Reply) bool {
+	if !sess.Broken() {
+		return false
+	}
+	for _, rp := range replies {
+		if rp.Code != 421 || provider.Classify(rp).Kind != provider.Normal {
+			return false
+		}
+	}
+	return true
+}
+
+// firstReply is the first upstream reply of a batch, for the log.
+func firstReply(replies []reply.Reply) string {
+	if len(replies) == 0 {
+		return ""
+	}
+	return replies[0].String()
+}
+
 // open leases a session for the transaction.
 func (t *txn) open(ctx context.Context) *reply.Reply {
+	return t.lease1(ctx, t.a.Pool.Lease)
+}
+
+// openNew leases a newly dialed session, after a pooled one was dead.
+func (t *txn) openNew(ctx context.Context) *reply.Reply {
+	return t.lease1(ctx, t.a.Pool.LeaseNew)
+}
+
+func (t *txn) lease1(ctx context.Context, lease func(context.Context, time.Duration) (*pool.Lease[*upstream.Client], error)) *reply.Reply {
 	// No deadline here: a warm session is the common case and needs none;
 	// the Dialer bounds opening a new one (DialOptions.OpenTimeout).
 	start := time.Now()
-	l, err := t.a.Pool.Lease(ctx, t.r.opts.AcquireTimeout)
+	l, err := lease(ctx, t.r.opts.AcquireTimeout)
 	t.r.m.acquireWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		rp := t.r.openFailure(t.a, t.c, err)
