@@ -117,16 +117,23 @@ func Dialer(a *config.Account, tokens *token.Source, o DialOptions) func(ctx con
 	}
 }
 
-// authenticate runs AUTH with a cached or fresh token; a token the
-// upstream rejects is refreshed once and AUTH tried once more.
+// authenticate runs AUTH with a cached or fresh token. A token the
+// upstream rejects (Gmail's 400/401 challenge, Microsoft HVE's 501
+// 5.5.127/5.5.124), and a cached token refused with a plain 535 (Microsoft:
+// revoked or expired early, PROVIDERS.md), is dropped, refreshed once and
+// AUTH tried once more; a refusal after that is final for this session.
+// A token just issued and refused with a plain 535 is not refreshed: a new
+// one would fare no better (the mailbox may not send at all).
 func authenticate(ctx context.Context, c *upstream.Client, a *config.Account, tokens *token.Source) error {
-	tok, err := tokens.Token(ctx)
+	before, cached := tokens.Cached()
+	tok, err := tokens.Token(ctx) // also marks the account in use
 	if err != nil {
 		return err
 	}
+	cached = cached && tok.Access == before.Access
 	err = c.Auth(ctx, a.Mechanism, a.Email, tok.Access.Reveal())
 	var ae *upstream.AuthError
-	if !errors.As(err, &ae) || !ae.TokenRejected() || c.Broken() {
+	if !errors.As(err, &ae) || c.Broken() || !(ae.TokenRejected() || cached && ae.PlainRefusal()) {
 		return err
 	}
 	tok, err = tokens.Refresh(ctx, tok.Access)

@@ -124,3 +124,77 @@ func TestRelay_upstream421NeverReachesClient(t *testing.T) {
 		})
 	}
 }
+
+// microsoftRefusal is Microsoft's answer to a revoked or expired token
+// (PROVIDERS.md): a plain 535, no challenge, no reason.
+var microsoftRefusal = reply.New(535, "5.7.3", "Authentication unsuccessful")
+
+// TestRelay_plain535RefreshesCachedTokenOnce: a new session's AUTH with
+// the cached token gets a plain 535; the proxy drops that token, refreshes
+// once, logs in with the new one on the same session, and the message is
+// delivered.
+func TestRelay_plain535RefreshesCachedTokenOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{provider: fakeprovider.Options{SessionFault: faultOn(map[int64]fakeprovider.Fault{
+		2: {Stage: fakeprovider.StageAuth, Action: fakeprovider.ActReply, Reply: microsoftRefusal},
+	})}})
+	c := e.dial(t)
+	c.authPlain(userOne, password, "235") // one message per upstream session
+	c.deliver(userOne, "r@example.net", "x\r\n")
+	before := e.fp.Stats()
+	c.deliver(userOne, "r@example.net", "x\r\n") // session 2: 535, refresh, 235
+	after := e.fp.Stats()
+	if got := after.TokenRefreshes - before.TokenRefreshes; got != 1 {
+		t.Errorf("token refreshes = %d, want 1", got)
+	}
+	if after.SessionFaults != 1 || after.Logins-before.Logins != 1 || after.Messages != 2 {
+		t.Errorf("provider stats %+v, want one refused AUTH, one login, 2 messages", after)
+	}
+}
+
+// TestRelay_plain535AfterRefreshGivesUp: the refreshed token is refused
+// too; after exactly two AUTH attempts the client gets the failure reply
+// and nothing is sent.
+func TestRelay_plain535AfterRefreshGivesUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{provider: fakeprovider.Options{SessionFault: faultOn(map[int64]fakeprovider.Fault{
+		2: {Stage: fakeprovider.StageAuth, Action: fakeprovider.ActReply, Reply: microsoftRefusal, Repeat: true},
+	})}})
+	c := e.dial(t)
+	c.authPlain(userOne, password, "235")
+	c.deliver(userOne, "r@example.net", "x\r\n")
+	before := e.fp.Stats()
+	got := sendOne(c, userOne, "r@example.net")
+	after := e.fp.Stats()
+	if !strings.HasPrefix(got[0], "454 4.7.0 "+userOne+": upstream authentication failed: 535 5.7.3") {
+		t.Fatalf("replies %q, want the upstream authentication failure", got)
+	}
+	if after.SessionFaults != 2 {
+		t.Errorf("AUTH attempts on the refusing session = %d, want 2", after.SessionFaults)
+	}
+	if got := after.TokenRefreshes - before.TokenRefreshes; got != 1 {
+		t.Errorf("token refreshes = %d, want 1", got)
+	}
+	if after.Connections != 2 || after.Messages != 1 {
+		t.Errorf("provider stats %+v, want 2 connections, 1 message", after)
+	}
+}
+
+// TestRelay_plain535OnFreshTokenNotRefreshed: a token just issued and
+// refused with a plain 535 is not refreshed: a new one would fare no
+// better. One AUTH, one token request.
+func TestRelay_plain535OnFreshTokenNotRefreshed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{provider: fakeprovider.Options{SessionFault: faultOn(map[int64]fakeprovider.Fault{
+		1: {Stage: fakeprovider.StageAuth, Action: fakeprovider.ActReply, Reply: microsoftRefusal, Repeat: true},
+	})}})
+	c := e.dial(t)
+	c.authPlain(userOne, password, "235")
+	got := sendOne(c, userOne, "r@example.net")
+	if !strings.HasPrefix(got[0], "454 4.7.0 ") {
+		t.Fatalf("replies %q", got)
+	}
+	if st := e.fp.Stats(); st.SessionFaults != 1 || st.TokenRefreshes != 1 {
+		t.Errorf("provider stats %+v, want 1 AUTH and 1 token issued", st)
+	}
+}

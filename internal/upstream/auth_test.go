@@ -58,6 +58,7 @@ func TestAuth(t *testing.T) {
 		enhanced string
 		rejected bool
 		status   string // challenge status, "" for none
+		plain    bool   // PlainRefusal: a bare 535, worth a refresh of a cached token
 	}{
 		{
 			name: "XOAUTH2 inline", mech: config.MechXOAUTH2, token: token,
@@ -130,7 +131,7 @@ func TestAuth(t *testing.T) {
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 535 5.7.3 Authentication unsuccessful [SN4PR0601CA0001.namprd06.prod.outlook.com]" + thenRSET
 			},
-			code: 535, enhanced: "5.7.3",
+			code: 535, enhanced: "5.7.3", plain: true,
 		},
 		{
 			name: "Microsoft SMTP AUTH disabled", mech: config.MechXOAUTH2, token: token,
@@ -198,6 +199,9 @@ func TestAuth(t *testing.T) {
 			}
 			if ae.TokenRejected() != tc.rejected {
 				t.Errorf("TokenRejected = %v, want %v", ae.TokenRejected(), tc.rejected)
+			}
+			if ae.PlainRefusal() != tc.plain {
+				t.Errorf("PlainRefusal = %v, want %v", ae.PlainRefusal(), tc.plain)
 			}
 			switch {
 			case tc.status == "" && ae.Challenge != nil:

@@ -116,3 +116,13 @@ func (e *AuthError) TokenRejected() bool {
 	}
 	return e.Reply.Code == 501 && (e.Reply.Enhanced == "5.5.127" || e.Reply.Enhanced == "5.5.124")
 }
+
+// PlainRefusal reports a 535 that gives no reason the proxy could act on:
+// no failure challenge, and not Microsoft's 535 5.7.139 "SMTP AUTH
+// disabled". Microsoft answers a revoked or prematurely expired token this
+// way ("535 5.7.3 Authentication unsuccessful", PROVIDERS.md), but also a
+// mailbox without the right to send: whether a refresh can help depends on
+// whether the token was cached or just issued, which only the caller knows.
+func (e *AuthError) PlainRefusal() bool {
+	return e.Challenge == nil && e.Reply.Code == 535 && e.Reply.Enhanced != "5.7.139"
+}
