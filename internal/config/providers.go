@@ -29,7 +29,10 @@ const outlookMaxSessions = 3
 // block in config.json overrides them key by key.
 func builtinProviders() map[string]Provider {
 	retry := Retry{MaxAttempts: 2, BackoffFactor: 2, MaxDelay: 30 * time.Second, Jitter: true}
-	cool := Cooldowns{DailyQuota: 24 * time.Hour, Rate: 2 * time.Minute, LoginRate: 5 * time.Minute}
+	// Concurrency: a short pause after a refused session, on top of the
+	// lowered session cap, so that queued messages do not each open (and
+	// lose) a session of their own.
+	cool := Cooldowns{DailyQuota: 24 * time.Hour, Rate: 2 * time.Minute, LoginRate: 5 * time.Minute, Concurrency: time.Minute}
 	// PROVIDERS.md: sending limits per account.
 	gmailBudget := RateLimiting{Enabled: true, MessagesPerDay: 2000, RecipientsPerDay: 10000, RecipientsPerMessage: 100, Cooldowns: cool}
 	outlookBudget := RateLimiting{Enabled: true, MessagesPerMinute: 30, RecipientsPerDay: 10000, RecipientsPerMessage: 500, Cooldowns: cool}

@@ -134,7 +134,7 @@ type Cooldowns struct {
 	DailyQuota  time.Duration // "daily_quota_seconds": Gmail 550 5.4.5, Microsoft 554 5.2.0 quota; default 24h
 	Rate        time.Duration // "rate_seconds": 421 4.7.0 / 450 4.2.1 rate replies; default 2m
 	LoginRate   time.Duration // "login_rate_seconds": 454 4.7.0 too many logins; default 5m
-	Concurrency time.Duration // "concurrency_seconds": 432 4.3.2; default 0 (the session cap shrinks instead)
+	Concurrency time.Duration // "concurrency_seconds": 432 4.3.2, 421 4.3.0 at session open; default 1m (the session cap shrinks as well); 0 = none
 }
 
 // Retry is a "retry" block. Built-in: 2 attempts, factor 2, 30s, jitter.

@@ -94,12 +94,40 @@ func Classify(r reply.Reply) Verdict {
 	return Verdict{}
 }
 
+// sessionRate matches a 421 4.7.0 at session open that is about the
+// account's sending or connecting rate rather than its sessions: Gmail's
+// "421 4.7.0 Try again later, closing connection." and its "unusual rate"
+// replies (not in PROVIDERS.md's list; the wording Gmail is reported to
+// use), Microsoft's throttling.
+var sessionRate = rule{421, "4.7.0", []string{"rate", "unusual", "try again later"}, Verdict{Rate, true}}
+
 // ClassifySession is Classify for a reply that refused a new session (at
-// the greeting, EHLO or AUTH): there, any 421 means "too many sessions or
-// connections", whatever its text.
+// the greeting, EHLO or AUTH): there a 421 4.7.0 whose text speaks of rate
+// or "try again later" is a rate reply, and any other 421 means "too many
+// sessions or connections", whatever its text.
 func ClassifySession(r reply.Reply) Verdict {
 	if r.Code == 421 {
+		if matches(sessionRate, r) {
+			return sessionRate.v
+		}
 		return Verdict{Concurrency, true}
 	}
 	return Classify(r)
+}
+
+// matches reports whether rl matches r.
+func matches(rl rule, r reply.Reply) bool {
+	if rl.code != r.Code || (rl.enhanced != "" && r.Enhanced != rl.enhanced) {
+		return false
+	}
+	if len(rl.text) == 0 {
+		return true
+	}
+	text := strings.ToLower(r.Text())
+	for _, t := range rl.text {
+		if strings.Contains(text, t) {
+			return true
+		}
+	}
+	return false
 }

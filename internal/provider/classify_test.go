@@ -38,8 +38,23 @@ func TestClassifySession(t *testing.T) {
 	if k := provider.ClassifySession(reply.New(421, "4.4.5", "Server busy, try again later")).Kind; k != provider.Concurrency {
 		t.Errorf("421 at session open: %v", k)
 	}
-	if k := provider.ClassifySession(reply.New(421, "4.7.0", "Try again later, closing connection.")).Kind; k != provider.Concurrency {
-		t.Errorf("421 4.7.0 at session open: %v", k)
+	for _, r := range []reply.Reply{
+		reply.New(421, "4.7.0", "Try again later, closing connection. (EHLO)"), // Gmail
+		reply.New(421, "4.7.0", "Our system has detected an unusual rate of unsolicited mail"),
+		reply.New(421, "4.7.0", "Message rate limit exceeded"),
+	} {
+		if k := provider.ClassifySession(r).Kind; k != provider.Rate {
+			t.Errorf("%v at session open: %v, want rate limited", r, k)
+		}
+	}
+	if k := provider.ClassifySession(reply.New(421, "4.7.0", "go away")).Kind; k != provider.Concurrency {
+		t.Errorf("421 4.7.0 without a rate text at session open: %v", k)
+	}
+	if k := provider.ClassifySession(reply.New(421, "4.3.0", "Temporary System Problem.  Try again later")).Kind; k != provider.Concurrency {
+		t.Errorf("Gmail's parallel-sessions 421 4.3.0 at session open: %v", k)
+	}
+	if k := provider.ClassifySession(reply.New(454, "4.7.0", "Too many login attempts, please try again later.")).Kind; k != provider.LoginRate {
+		t.Errorf("454 4.7.0 at session open: %v", k)
 	}
 	if k := provider.Classify(reply.New(421, "4.4.5", "Server busy, try again later")).Kind; k != provider.Normal {
 		t.Errorf("421 elsewhere: %v", k)

@@ -59,16 +59,18 @@ func (t *txn) rcptBudget() *reply.Reply {
 }
 
 // learn acts on what an upstream reply says about the account (cool-down)
-// and returns the reply the client gets: a 5xx that clears by itself (a
-// daily quota) becomes 451 4.7.0 with the provider's text, so that the
-// sender retries instead of bouncing.
+// and returns the reply the client gets: a quota or rate reply becomes
+// 451 4.7.0 with the provider's text. A 5xx that clears by itself (a daily
+// quota) so becomes a 4xx and the sender retries instead of bouncing; a
+// 4xx such as 421 4.7.0 or 450 4.2.1 says which account is throttled, and
+// a 421 never reaches the client (clientReply).
 func (r *Relay) learn(a *account.Account, rp reply.Reply) reply.Reply {
 	v := provider.Classify(rp)
 	if v.Kind == provider.Normal {
 		return rp
 	}
 	r.coolDown(a, v.Kind, rp)
-	if v.Temporary && rp.Permanent() {
+	if v.Temporary || rp.Temporary() {
 		return reply.New(451, "4.7.0", a.Cfg.Email+": provider says: "+rp.String())
 	}
 	return rp

@@ -71,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer, perAccount bool) *Metrics {
 			Name: "upstream_session_acquire_seconds", Help: "Wait for an upstream session at MAIL, dialing included.", Buckets: fast,
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "errors_total", Help: "Failures by error_type: token, token_final, busy, concurrency_refused, source_ip, upstream_auth, connect, timeout, upstream_lost.",
+			Name: "errors_total", Help: "Failures by error_type: token, token_final, busy, concurrency_refused, rate_refused, source_ip, upstream_auth, connect, timeout, upstream_lost.",
 		}, []string{"error_type"}),
 		budgetRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "budget_refusals_total", Help: "MAIL/RCPT refused for a budget, by reason: per-minute message budget, hourly message budget, daily message budget, daily recipient budget, recipients per message, cooling_down.",

@@ -157,15 +157,22 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 	errType := "connect"
 	defer func() { r.m.errors.WithLabelValues(errType).Inc() }()
 	if rp, kind := sessionRefusal(err); rp != nil {
-		errType = "concurrency_refused"
 		r.coolDown(a, kind, *rp)
-		// PROVIDERS.md: 421 4.3.0 / 454 4.7.0 (Gmail), 432 4.3.2
-		// (Microsoft) mean "too many sessions": hold back instead of
-		// hammering the account.
-		a.Pool.Shrink(r.opts.ShrinkFor)
-		log.Warn("provider refused another session; lowering the account's session cap for a while",
-			"for", r.opts.ShrinkFor, "cap", a.Pool.Cap())
-		return reply.New(451, "4.7.0", a.Cfg.Email+": provider refused another session (concurrency limit), try again later")
+		if kind == provider.Rate {
+			// Gmail's 421 4.7.0 "Try again later": the account's
+			// rate, not its sessions; the cool-down holds it back.
+			errType = "rate_refused"
+			log.Warn("provider refused a session for the account's rate", "upstream_reply", rp.String())
+		} else {
+			errType = "concurrency_refused"
+			// PROVIDERS.md: 421 4.3.0 / 454 4.7.0 (Gmail), 432 4.3.2
+			// (Microsoft) mean "too many sessions": hold back instead of
+			// hammering the account.
+			a.Pool.Shrink(r.opts.ShrinkFor)
+			log.Warn("provider refused another session; lowering the account's session cap for a while",
+				"for", r.opts.ShrinkFor, "cap", a.Pool.Cap(), "upstream_reply", rp.String())
+		}
+		return reply.New(451, "4.7.0", a.Cfg.Email+": provider says: "+rp.String())
 	}
 	switch {
 	case errors.Is(err, pool.ErrBusy):
@@ -211,7 +218,8 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 func isAddrNotAvail(err error) bool { return errors.Is(err, syscall.EADDRNOTAVAIL) }
 
 // sessionRefusal returns the provider's reply when a session was refused
-// for too many sessions or logins (provider.ClassifySession), else nil.
+// for too many sessions or logins, or for the account's rate
+// (provider.ClassifySession), else nil.
 func sessionRefusal(err error) (*reply.Reply, provider.Kind) {
 	var rp *reply.Reply
 	var ae *upstream.AuthError
@@ -224,7 +232,7 @@ func sessionRefusal(err error) (*reply.Reply, provider.Kind) {
 	default:
 		return nil, provider.Normal
 	}
-	if k := provider.ClassifySession(*rp).Kind; k == provider.Concurrency || k == provider.LoginRate {
+	if k := provider.ClassifySession(*rp).Kind; k == provider.Concurrency || k == provider.LoginRate || k == provider.Rate {
 		return rp, k
 	}
 	return nil, provider.Normal

@@ -198,3 +198,65 @@ func TestRelay_plain535OnFreshTokenNotRefreshed(t *testing.T) {
 		t.Errorf("provider stats %+v, want 1 AUTH and 1 token issued", st)
 	}
 }
+
+// TestRelay_throttlingRepliesCoolTheAccountDown: a provider reply that
+// throttles the account, at session open or in the transaction, reaches
+// the client that triggered it as 451 4.7.0 with the provider's reply;
+// the account's next transaction is refused early for the cool-down, and
+// another account sends on.
+func TestRelay_throttlingRepliesCoolTheAccountDown(t *testing.T) {
+	t.Parallel()
+	say := func(st fakeprovider.Stage, r reply.Reply) map[int64]fakeprovider.Fault {
+		return map[int64]fakeprovider.Fault{1: {Stage: st, Action: fakeprovider.ActReply, Reply: r}}
+	}
+	tests := []struct {
+		name     string
+		faults   map[int64]fakeprovider.Fault // by connection; the first is the account's
+		rcpt     string
+		at       int    // index of the translated reply in sendOne's result
+		provider string // the provider's reply as quoted
+	}{
+		{name: "session open: Microsoft 432 concurrency",
+			faults: say(fakeprovider.StageAuth, reply.New(432, "4.3.2", "STOREDRV.ClientSubmit; sender thread limit exceeded")),
+			rcpt:   "r@example.net", provider: "432 4.3.2 STOREDRV.ClientSubmit"},
+		{name: "session open: Gmail 454 too many logins",
+			faults: say(fakeprovider.StageAuth, reply.New(454, "4.7.0", "Too many login attempts, please try again later.")),
+			rcpt:   "r@example.net", provider: "454 4.7.0 Too many login attempts"},
+		{name: "session open: Gmail 421 4.7.0 rate",
+			faults: say(fakeprovider.StageGreeting, reply.New(421, "4.7.0", "Try again later, closing connection.")),
+			rcpt:   "r@example.net", provider: "421 4.7.0 Try again later"},
+		{name: "session open: Gmail 421 4.3.0 parallel sessions",
+			faults: say(fakeprovider.StageEHLO, reply.New(421, "4.3.0", "Temporary System Problem.  Try again later.")),
+			rcpt:   "r@example.net", provider: "421 4.3.0 Temporary System Problem"},
+		{name: "MAIL: 421 4.7.0", rcpt: "r@example.net", provider: "421 4.7.0 Try again later"},
+		{name: "RCPT: 450 4.2.1", rcpt: "reject-450-4.2.1@example.net", at: 1, provider: "450 4.2.1 "},
+		{name: "end of data: 450 4.2.1", rcpt: "faildata-450-4.2.1@example.net", at: 3, provider: "450 4.2.1 "},
+		{name: "end of data: 421 4.7.0", rcpt: "faildata-421@example.net", at: 3, provider: "421 4.7.0 Try again later"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{provider: fakeprovider.Options{SessionFault: faultOn(tc.faults)}})
+			c := e.dial(t)
+			c.authPlain(userA, password, "235")
+			from := userA
+			if tc.name == "MAIL: 421 4.7.0" {
+				from = "failmail-421@example.com"
+			}
+			got := sendOne(c, from, tc.rcpt)
+			if want := "451 4.7.0 " + userA + ": provider says: " + tc.provider; len(got) <= tc.at || !strings.HasPrefix(got[tc.at], want) {
+				t.Fatalf("replies %q, want %q at %d", got, want, tc.at)
+			}
+			if n := len(e.fp.Messages()); n != 0 {
+				t.Fatalf("provider holds %d messages", n)
+			}
+			next := c.cmd("MAIL FROM:<"+userA+">", "451 4.7.0 "+userA+": cooling down until ")
+			if !strings.Contains(next, tc.provider) {
+				t.Errorf("early refusal %q does not name the provider's reply %q", next, tc.provider)
+			}
+			c2 := e.dial(t)
+			c2.authPlain(userPlain, password, "235")
+			c2.deliver(userPlain, "r@example.net", "x\r\n")
+		})
+	}
+}
