@@ -28,10 +28,33 @@ type Denial struct {
 // Cooldown reports a denial caused by a provider's reply.
 func (d *Denial) Cooldown() bool { return d.Cause != "" }
 
-// Budget is what the relay needs; Book implements it locally.
+// Budget keeps the accounts' sending budgets. Book implements it in
+// memory for one process; a store shared by several proxies (Redis) is
+// another implementation of the same methods.
 type Budget interface {
-	Admit(account string, l Limits) (*Ticket, *Denial)
+	// Admit reserves one message for account, or says why not.
+	Admit(account string, l Limits) (Ticket, *Denial)
+	// CoolDown stops new messages for account for d, because of cause.
 	CoolDown(account, cause string, d time.Duration)
+	// Clear ends a cool-down.
+	Clear(account string)
+	// Status is account's use of each budget, for the admin API.
+	Status(account string, l Limits) Status
+}
+
+// Ticket is one admitted message's reservation, ended by Done.
+type Ticket interface {
+	// Rcpt reserves one more recipient of the message, or says why not.
+	// A nil Denial with tooMany set means the per-message limit
+	// (452 4.5.3).
+	Rcpt() (tooMany bool, d *Denial)
+	// RcptRefused returns the last reserved recipient: the upstream
+	// refused it.
+	RcptRefused()
+	// Done ends the reservation; only the first call counts. When the
+	// upstream accepted the message, it counts as one message and its
+	// remaining recipients as accepted ones.
+	Done(accepted bool)
 }
 
 // Book is the local, in-memory Budget.
@@ -79,8 +102,8 @@ func (b *Book) get(account string) *usage {
 	return u
 }
 
-// Ticket is one admitted message's reservation.
-type Ticket struct {
+// bookTicket is a Book's Ticket.
+type bookTicket struct {
 	b       *Book
 	account string
 	l       Limits
@@ -89,7 +112,7 @@ type Ticket struct {
 }
 
 // Admit reserves one message for account, or says why not.
-func (b *Book) Admit(account string, l Limits) (*Ticket, *Denial) {
+func (b *Book) Admit(account string, l Limits) (Ticket, *Denial) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -118,12 +141,12 @@ func (b *Book) Admit(account string, l Limits) (*Ticket, *Denial) {
 		}
 	}
 	u.pendMsgs++
-	return &Ticket{b: b, account: account, l: l}, nil
+	return &bookTicket{b: b, account: account, l: l}, nil
 }
 
 // Rcpt reserves one more recipient of the message, or says why not. A
 // nil Denial with tooMany set means the per-message limit (452 4.5.3).
-func (t *Ticket) Rcpt() (tooMany bool, d *Denial) {
+func (t *bookTicket) Rcpt() (tooMany bool, d *Denial) {
 	if t.l.RecipientsPerMessage > 0 && t.rcpts >= t.l.RecipientsPerMessage {
 		return true, nil
 	}
@@ -145,7 +168,7 @@ func (t *Ticket) Rcpt() (tooMany bool, d *Denial) {
 }
 
 // RcptRefused releases a recipient reservation the upstream refused.
-func (t *Ticket) RcptRefused() {
+func (t *bookTicket) RcptRefused() {
 	b := t.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -157,7 +180,7 @@ func (t *Ticket) RcptRefused() {
 
 // Done ends the reservation. When the upstream accepted the message, it
 // counts as one message and its remaining recipients as accepted ones.
-func (t *Ticket) Done(accepted bool) {
+func (t *bookTicket) Done(accepted bool) {
 	if t == nil || t.done {
 		return
 	}

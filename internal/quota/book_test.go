@@ -127,7 +127,7 @@ func TestReservationsPreventOvershoot(t *testing.T) {
 	t.Parallel()
 	b := quota.NewBook(newClock().now)
 	l := quota.Limits{MessagesPerDay: 5}
-	var tickets []*quota.Ticket
+	var tickets []quota.Ticket
 	for i := 0; i < 10; i++ {
 		if tk, d := b.Admit("a", l); d == nil {
 			tickets = append(tickets, tk)

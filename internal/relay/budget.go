@@ -15,11 +15,11 @@ import (
 // or RCPT, never after it sent the body, and always as a 4xx so that the
 // sender keeps the mail queued (issue "Sending budgets").
 
-// admitBudget reserves one message of a's budgets; nil ticket and nil
-// reply when budgets are off.
-func (r *Relay) admitBudget(a *account.Account) (*quota.Ticket, *reply.Reply) {
+// admitBudget reserves one message of a's budgets: a ticket, or the reply
+// that refuses the message. Without budgets the ticket reserves nothing.
+func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *reply.Reply) {
 	if r.opts.Budget == nil {
-		return nil, nil
+		return noTicket{}, nil
 	}
 	tk, d := r.opts.Budget.Admit(a.Cfg.ID, quota.LimitsFor(a.Cfg))
 	if d == nil {
@@ -41,9 +41,6 @@ func (r *Relay) denial(a *account.Account, d *quota.Denial) reply.Reply {
 
 // rcptBudget reserves one recipient; a reply means refuse it locally.
 func (t *txn) rcptBudget() *reply.Reply {
-	if t.ticket == nil {
-		return nil
-	}
 	tooMany, d := t.ticket.Rcpt()
 	switch {
 	case tooMany:
@@ -114,3 +111,10 @@ func (r *Relay) coolDown(a *account.Account, kind provider.Kind, rp reply.Reply)
 	r.m.cooldowns.WithLabelValues(kind.String()).Inc()
 	r.log.Warn("account cooling down", "account", a.Cfg.ID, "cause", kind.String(), "for", d, "upstream_reply", rp.String())
 }
+
+// noTicket is the Ticket when budgets are off: it reserves nothing.
+type noTicket struct{}
+
+func (noTicket) Rcpt() (bool, *quota.Denial) { return false, nil }
+func (noTicket) RcptRefused()                {}
+func (noTicket) Done(bool)                   {}

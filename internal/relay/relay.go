@@ -120,8 +120,8 @@ type txn struct {
 	remote string // c.Remote formatted
 	start  time.Time
 	lease  *pool.Lease[*upstream.Client]
-	// ticket is the budget reservation; nil when budgets are off.
-	ticket   *quota.Ticket
+	// ticket is the budget reservation (noTicket when budgets are off).
+	ticket   quota.Ticket
 	reserved []bool // per command of the current batch: a recipient reservation was made
 	local    []bool // per command of the current batch: answered here, not sent upstream
 
@@ -328,7 +328,7 @@ func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply
 				out[i], local[i] = *rp, true
 				continue
 			}
-			t.reserved[i] = t.ticket != nil
+			t.reserved[i] = true
 			t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "RCPT", Arg: "TO:<" + c.Addr + ">"})
 		case smtpd.VerbData:
 			t.cmdBuf = append(t.cmdBuf, upstream.Cmd{Verb: "DATA"})
