@@ -81,28 +81,32 @@ type Service struct {
 	localIPs map[netip.Addr]bool
 	// tokens is the token state file and background renewal (tokens.go).
 	tokens tokenRuntime
+	// tokenTransport is the token endpoints' transport when New made it
+	// (no Options.HTTPClient); Run closes its idle connections last.
+	tokenTransport *http.Transport
 }
 
 // tokenHTTPClient is the one HTTP client every token source shares
 // (global.http_pool). It never follows redirects: a 307 would re-post the
 // refresh token elsewhere.
-func tokenHTTPClient(p config.HTTPPool) *http.Client {
+func tokenHTTPClient(p config.HTTPPool) (*http.Client, *http.Transport) {
 	d := &net.Dialer{Timeout: p.ConnectTimeout, KeepAlive: 30 * time.Second}
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           d.DialContext,
-			MaxIdleConns:          p.TotalConnections,
-			MaxIdleConnsPerHost:   p.ConnectionsPerHost,
-			MaxConnsPerHost:       p.ConnectionsPerHost,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   p.ConnectTimeout,
-			ResponseHeaderTimeout: 30 * time.Second,
-			ForceAttemptHTTP2:     true,
-			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		MaxIdleConns:          p.TotalConnections,
+		MaxIdleConnsPerHost:   p.ConnectionsPerHost,
+		MaxConnsPerHost:       p.ConnectionsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   p.ConnectTimeout,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
+	return &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, tr
 }
 
 // localAddrs lists the addresses configured on this host's interfaces.
@@ -145,7 +149,7 @@ func New(opts Options) (*Service, error) {
 
 	s := &Service{opts: opts, log: log, Snap: snap}
 	if s.opts.HTTPClient == nil {
-		s.opts.HTTPClient = tokenHTTPClient(snap.Global.HTTPPool)
+		s.opts.HTTPClient, s.tokenTransport = tokenHTTPClient(snap.Global.HTTPPool)
 	}
 	s.initMetrics() // admin.go: before the accounts, whose dialers count logins
 	if g := snap.Global.SMTP; g.UseSourceIPBinding && g.ValidateSourceIP {
@@ -302,6 +306,12 @@ func (s *Service) Addr() net.Addr {
 // closes, transactions in flight finish (up to ShutdownTimeout), idle
 // upstream sessions are QUIT.
 func (s *Service) Run(ctx context.Context) error {
+	// After everything, the admin API's credential checks included: the
+	// idle keep-alive connections to token endpoints, whose read and
+	// write loops would otherwise outlive Run (up to IdleConnTimeout).
+	if s.tokenTransport != nil {
+		defer s.tokenTransport.CloseIdleConnections()
+	}
 	stopAdmin, err := s.startAdmin() // admin.go
 	if err != nil {
 		return err
