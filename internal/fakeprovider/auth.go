@@ -34,9 +34,10 @@ func (s *session) cmdAuth(arg string, lineLen int) {
 		return
 	}
 	mech, ir, hasIR := strings.Cut(arg, " ")
+	mech = strings.ToUpper(mech)
 	var decode func([]byte) (saslmech.OAuthRequest, error)
 	bearer := false
-	switch strings.ToUpper(mech) {
+	switch mech {
 	case "XOAUTH2":
 		decode = saslmech.DecodeXOAUTH2
 	case "OAUTHBEARER":
@@ -84,7 +85,7 @@ func (s *session) cmdAuth(arg string, lineLen int) {
 		s.reply(432, "4.3.2", "STOREDRV.ClientSubmit; sender thread limit exceeded")
 		return
 	}
-	s.acct, s.key = a, key
+	s.acct, s.key, s.mech = a, key, mech
 	s.p.logins.Add(1)
 	s.p.log.Info("auth", "conn_id", s.id, "account", a.Email, "code", 235)
 	s.reply(235, "2.7.0", "Accepted")

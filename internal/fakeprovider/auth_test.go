@@ -226,7 +226,7 @@ func TestAuth_netSMTPClient(t *testing.T) {
 		t.Fatalf("SendMail: %v", err)
 	}
 	got := p.Messages()
-	if len(got) != 1 || string(got[0].Data) != msg || got[0].AuthUser != "a@example.com" {
+	if len(got) != 1 || string(got[0].Data) != msg || got[0].AuthUser != "a@example.com" || got[0].AuthMech != "XOAUTH2" {
 		t.Errorf("messages %+v", got)
 	}
 	err := smtp.SendMail(p.SMTPAddr(), xoauth2Auth{"a@example.com", "bad"}, "a@example.com", []string{"r@example.net"}, []byte(msg))

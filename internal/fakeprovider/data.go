@@ -85,6 +85,7 @@ func (s *session) cmdData(arg string) {
 	m := Message{
 		ID:         s.id + "." + strconv.Itoa(s.nmsg),
 		AuthUser:   s.acct.Email,
+		AuthMech:   s.mech,
 		From:       t.from,
 		Rcpts:      t.rcpts,
 		MailParams: t.params,

@@ -88,6 +88,7 @@ type Account struct {
 type Message struct {
 	ID         string   // the id in the 250 reply
 	AuthUser   string   // the account's Email as given to AddAccount
+	AuthMech   string   // the session's SASL mechanism: "XOAUTH2" or "OAUTHBEARER"
 	From       string   // reverse path without brackets; "" for <>
 	Rcpts      []string // forward paths without brackets, in order
 	MailParams []string // ESMTP parameters of MAIL FROM as sent, e.g. "BODY=8BITMIME"

@@ -72,6 +72,7 @@ type session struct {
 	helo   bool
 	acct   *account // nil until AUTH succeeds
 	key    string   // acct's key, for the session count
+	mech   string   // the SASL mechanism acct logged in with
 	nmsg   int      // messages in this session, for ids
 	t      txn
 	line   []byte   // assembles lines longer than the read buffer
@@ -328,7 +329,7 @@ func (s *session) cmdStartTLS(arg string) {
 	s.r.Reset(s.conn)
 	if s.acct != nil {
 		s.p.releaseSession(s.key)
-		s.acct, s.key = nil, ""
+		s.acct, s.key, s.mech = nil, "", ""
 	}
 }
 
