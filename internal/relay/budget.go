@@ -18,7 +18,9 @@ import (
 // admitBudget reserves one message of a's budgets: a ticket, or the reply
 // that refuses the message. Without budgets the ticket reserves nothing.
 func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *reply.Reply) {
-	if r.opts.Budget == nil {
+	// rate_limiting.enabled false switches the account's budgets off,
+	// cool-downs from earlier provider replies included.
+	if r.opts.Budget == nil || !a.Cfg.RateLimiting.Enabled {
 		return noTicket{}, nil
 	}
 	tk, d := r.opts.Budget.Admit(a.Cfg.ID, quota.LimitsFor(a.Cfg))

@@ -190,3 +190,29 @@ func TestBudget_adminView(t *testing.T) {
 		t.Fatalf("refusal not counted")
 	}
 }
+
+// TestBudget_disablingLiftsCoolDown: an operator who switches an account's
+// budgets off (rate_limiting.enabled false, then reload) gets it sending at
+// once, even while a cool-down from the provider's quota reply is running.
+func TestBudget_disablingLiftsCoolDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.dial(t)
+	c.authPlain(userA, password, "235")
+	if got := sendOne(c, userA, "reject-550-5.4.5@example.net"); !strings.HasPrefix(got[1], "451 4.7.0") {
+		t.Fatalf("quota reply: %q", got)
+	}
+	c.cmd("MAIL FROM:<"+userA+">", "451 4.7.0")
+
+	accts := cloneAccts(e.accts)
+	accts[0]["rate_limiting"] = map[string]any{"enabled": false}
+	e.writeAccounts(t, accts)
+	if err := e.svc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := e.dial(t)
+	c2.authPlain(userA, password, "235")
+	if got := sendOne(c2, userA, "r@example.net"); !strings.HasPrefix(got[len(got)-1], "250") {
+		t.Fatalf("budgets off, still refused: %q", got)
+	}
+}
