@@ -307,6 +307,13 @@ func (b *Book) Load(r io.Reader) error {
 			!sameShape(u.MsgDay, fresh.MsgDay) || !sameShape(u.RcptDay, fresh.RcptDay) {
 			return fmt.Errorf("budget state: account %s: malformed windows", id)
 		}
+		for _, w := range []struct{ got, want *window }{
+			{u.MsgMinute, fresh.MsgMinute}, {u.MsgHour, fresh.MsgHour}, {u.MsgDay, fresh.MsgDay}, {u.RcptDay, fresh.RcptDay},
+		} {
+			if len(w.got.Counts) != len(w.want.Counts) {
+				w.got.widen(len(w.want.Counts))
+			}
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -320,6 +327,13 @@ func (b *Book) Load(r io.Reader) error {
 	return nil
 }
 
+// sameShape reports whether w fits want's layout: the same bucket, and
+// the same number of buckets or one fewer (state saved before windows had
+// their extra bucket; Load widens it).
 func sameShape(w, want *window) bool {
-	return w != nil && w.Bucket == want.Bucket && len(w.Counts) == len(want.Counts) && w.Head >= 0
+	if w == nil {
+		return false
+	}
+	n := len(w.Counts)
+	return w.Bucket == want.Bucket && (n == len(want.Counts) || n == len(want.Counts)-1) && w.Head >= 0
 }

@@ -48,12 +48,12 @@ func TestWindows(t *testing.T) {
 		step      time.Duration // clock advance between messages
 		allowed   int           // messages before the denial
 		limit     string
-		resetIn   time.Duration
+		resetIn   time.Duration // the oldest message's span plus one bucket (window.go)
 		afterWait time.Duration // wait that admits again
 	}{
-		{"per minute", quota.Limits{MessagesPerMinute: 30}, time.Second, 30, "per-minute message budget", 31 * time.Second, 31 * time.Second},
-		{"per hour", quota.Limits{MessagesPerHour: 10}, time.Minute, 10, "hourly message budget", 51 * time.Minute, 51 * time.Minute},
-		{"per day", quota.Limits{MessagesPerDay: 5}, time.Hour, 5, "daily message budget", 20 * time.Hour, 20 * time.Hour},
+		{"per minute", quota.Limits{MessagesPerMinute: 30}, time.Second, 30, "per-minute message budget", 32 * time.Second, 32 * time.Second},
+		{"per hour", quota.Limits{MessagesPerHour: 10}, time.Minute, 10, "hourly message budget", 52 * time.Minute, 52 * time.Minute},
+		{"per day", quota.Limits{MessagesPerDay: 5}, time.Hour, 5, "daily message budget", 20*time.Hour + 10*time.Minute, 20*time.Hour + 10*time.Minute},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

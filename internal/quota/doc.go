@@ -9,7 +9,10 @@
 // Windows are rings of buckets (1 s for the minute, 1 min for the hour,
 // 10 min for the day), so memory per account is fixed (about 2 KB, only
 // for accounts that sent) and the reset time given to the client is exact
-// to one bucket. Messages in flight hold a reservation, so concurrent
+// to one bucket. Each ring has one bucket more than its span, so a count
+// stays in its window for at least the full span (a minute, an hour, 24 h)
+// and at most one bucket longer: a budget errs towards sending later,
+// never towards sending more than the provider's rolling limit allows. Messages in flight hold a reservation, so concurrent
 // transactions cannot overshoot a budget together.
 //
 // Book is the local implementation, persisted with Save/Load (a periodic
