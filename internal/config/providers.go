@@ -145,6 +145,7 @@ func parseRateLimiting(o *object, r *RateLimiting) {
 	o.count("recipients_per_day", 0, &r.RecipientsPerDay)
 	o.count("recipients_per_message", 0, &r.RecipientsPerMessage)
 	o.count("messages_per_minute_per_connection", 0, &r.MessagesPerMinutePerConnection)
+	warnPerConnectionIgnored(o, r)
 	o.count("burst_size", 0, &r.BurstSize)
 	if c := o.child("cooldowns"); c != nil {
 		c.seconds("daily_quota_seconds", false, &r.Cooldowns.DailyQuota)
@@ -154,6 +155,24 @@ func parseRateLimiting(o *object, r *RateLimiting) {
 		c.finish()
 	}
 	o.finish()
+}
+
+// warnPerConnectionIgnored warns when the block sets the old
+// messages_per_minute_per_connection while messages_per_minute, set here
+// or inherited (Outlook's built-in 30, PROVIDERS.md), already applies:
+// quota.LimitsFor then ignores the old key, and the operator's rate
+// would otherwise silently not be the one enforced.
+func warnPerConnectionIgnored(o *object, r *RateLimiting) {
+	const key = "messages_per_minute_per_connection"
+	if v, ok := o.m[key]; !ok || v == nil || !r.Enabled || r.MessagesPerMinute == 0 || r.MessagesPerMinutePerConnection == 0 {
+		return
+	}
+	from := "inherited from the provider block or its built-in value"
+	if v, ok := o.m["messages_per_minute"]; ok && v != nil {
+		from = "set in this block"
+	}
+	o.warnf(key, "ignored: messages_per_minute %d (%s) applies instead; set messages_per_minute to change the account's minute budget",
+		r.MessagesPerMinute, from)
 }
 
 func parseRetry(o *object, r *Retry) {
