@@ -15,8 +15,9 @@ import (
 // budgetFile is where the budget counters persist, in the state directory.
 const budgetFile = "budgets.json"
 
-// budgetFlushEvery bounds what a crash can lose: the counts of the last
-// few seconds (docs/config.md).
+// budgetFlushEvery is the default Options.BudgetFlushInterval; it bounds
+// what a crash can lose: the counts of the last few seconds
+// (docs/config.md).
 const budgetFlushEvery = 10 * time.Second
 
 // openBudgets makes the book and loads the persisted counters, if any. A

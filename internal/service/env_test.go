@@ -57,6 +57,8 @@ type envOptions struct {
 	upstreamDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// edit may change the generated config and accounts before loading.
 	edit func(cfg map[string]any, accts []map[string]any)
+	// budgetFlush is Options.BudgetFlushInterval; 0 for the default.
+	budgetFlush time.Duration
 }
 
 var hash = func() string {
@@ -141,13 +143,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 			ConfigPath: filepath.Join(dir, "config.json"), AccountsPath: filepath.Join(dir, "accounts.json"),
 			ConfigExplicit: true, SearchDirs: []string{},
 		},
-		Listen:        "127.0.0.1:0",
-		TLSPort:       -1,
-		DryRun:        o.dryRun,
-		Logger:        o.logger,
-		Admin:         o.admin,
-		AuthFailDelay: -1,
-		UpstreamDial:  o.upstreamDial,
+		Listen:              "127.0.0.1:0",
+		TLSPort:             -1,
+		DryRun:              o.dryRun,
+		Logger:              o.logger,
+		Admin:               o.admin,
+		AuthFailDelay:       -1,
+		UpstreamDial:        o.upstreamDial,
+		BudgetFlushInterval: o.budgetFlush,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,10 @@ type Options struct {
 	// host of Listen; 0 means tls_port from config.json, -1 any free port
 	// (tests). listener.go.
 	TLSPort int
+	// BudgetFlushInterval is how often the budget counters are saved to
+	// budgets.json while running: a crash loses at most this much of the
+	// counts. Default 10s (budgets.go); they are saved at shutdown too.
+	BudgetFlushInterval time.Duration
 }
 
 // Service is a running proxy.
@@ -136,6 +140,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.BudgetFlushInterval <= 0 {
+		opts.BudgetFlushInterval = budgetFlushEvery
 	}
 	log := opts.Logger
 	snap, warns, err := config.Load(opts.Load)
@@ -335,17 +342,16 @@ func (s *Service) Run(ctx context.Context) error {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		lastFlush := time.Now()
+		sweep := time.NewTicker(5 * time.Second)
+		defer sweep.Stop()
+		flush := time.NewTicker(s.opts.BudgetFlushInterval)
+		defer flush.Stop()
 		for {
 			select {
-			case <-t.C:
+			case <-sweep.C:
 				s.Reg.Sweep()
-				if time.Since(lastFlush) >= budgetFlushEvery {
-					s.saveBudgets()
-					lastFlush = time.Now()
-				}
+			case <-flush.C:
+				s.saveBudgets()
 			case <-sweepDone:
 				return
 			}
