@@ -117,6 +117,8 @@ type Stats struct {
 	// SessionFaults counts the times a session fault struck
 	// (Options.SessionFault; a Repeat fault counts each time).
 	SessionFaults int64
+	// Quits counts sessions the client ended with QUIT (not a plain close).
+	Quits int64
 }
 
 // Provider is a running fake provider. Create it with Start.
@@ -139,6 +141,7 @@ type Provider struct {
 	tokenRequests  atomic.Int64
 	tokenRefreshes atomic.Int64
 	sessionFaults  atomic.Int64
+	quits          atomic.Int64
 
 	mu           sync.Mutex
 	closed       bool
@@ -340,6 +343,7 @@ func (p *Provider) Stats() Stats {
 		TLSHandshakes:                p.tlsHandshakes.Load(),
 		TLSResumed:                   p.tlsResumed.Load(),
 		SessionFaults:                p.sessionFaults.Load(),
+		Quits:                        p.quits.Load(),
 	}
 }
 

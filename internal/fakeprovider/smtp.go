@@ -259,6 +259,7 @@ func (s *session) dispatch(line []byte) {
 	case "HELP":
 		s.reply(214, "2.0.0", "https://www.google.com/search?btnI&q=RFC+5321")
 	case "QUIT":
+		s.p.quits.Add(1)
 		s.reply(221, "2.0.0", "closing connection")
 		s.closed = true
 	default:
