@@ -91,16 +91,6 @@ func TestMetrics_errorsTotalByType(t *testing.T) {
 	}
 }
 
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 // TestReload_changedAccountFinishesTransactionInFlight: a reload that
 // changes an account while one of its messages is in DATA lets that
 // message finish with the provider's 250 on the old session; the
