@@ -1,6 +1,7 @@
 package saslmech_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
@@ -27,14 +28,49 @@ func FuzzDecodeBase64(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) { _, _ = saslmech.DecodeBase64(s) })
 }
 
+// FuzzXOAUTH2 checks the client-side builder against the decoder: the
+// builder never panics, and whenever neither field holds the ^A separator
+// the fake provider decodes exactly the user and token that were sent.
 func FuzzXOAUTH2(f *testing.F) {
 	f.Add("user@example.com", "ya29.a0")
+	f.Add("", "")
+	f.Add("user=x@example.com", "Bearer Bearer ")
+	f.Add("a@b", "tok\x01auth=Bearer forged")
 	f.Fuzz(func(t *testing.T, user, tok string) {
-		r, err := saslmech.DecodeXOAUTH2(saslmech.XOAUTH2(user, tok))
-		if err != nil {
-			return // user or token containing ^A cannot round trip; decoder must just not panic
+		raw := saslmech.XOAUTH2(user, tok)
+		r, err := saslmech.DecodeXOAUTH2(raw)
+		if strings.Contains(user, "\x01") || strings.Contains(tok, "\x01") {
+			return // forges a field; upstream.Auth refuses such input before building
 		}
-		_ = r
+		if err != nil {
+			t.Fatalf("XOAUTH2(%q, %q) = %q does not decode: %v", user, tok, raw, err)
+		}
+		if r.User != user || r.Token != tok {
+			t.Fatalf("XOAUTH2(%q, %q) decodes to (%q, %q)", user, tok, r.User, r.Token)
+		}
+	})
+}
+
+// FuzzOAuthBearer does the same for the RFC 7628 builder upstream.Auth
+// uses: the user goes through RFC 5801 §5.1 escaping and must come back
+// unescaped; host and port must not disturb the user or the token.
+func FuzzOAuthBearer(f *testing.F) {
+	f.Add("user@example.com", "smtp.gmail.com", 587, "ya29.a0")
+	f.Add("a,b=c@example.com", "smtp.office365.com", 587, "tok")
+	f.Add("=2C=3D,=", "h=st", -1, "Bearer x")
+	f.Add("", "", 0, "")
+	f.Fuzz(func(t *testing.T, user, host string, port int, tok string) {
+		raw := saslmech.OAuthBearer(user, host, port, tok)
+		r, err := saslmech.DecodeOAuthBearer(raw)
+		if strings.Contains(user, "\x01") || strings.Contains(tok, "\x01") || strings.Contains(host, "\x01") {
+			return // forges a field; upstream.Auth refuses such a user or token, and the host comes from config
+		}
+		if err != nil {
+			t.Fatalf("OAuthBearer(%q, %q, %d, %q) = %q does not decode: %v", user, host, port, tok, raw, err)
+		}
+		if r.User != user || r.Token != tok {
+			t.Fatalf("OAuthBearer(%q, %q, %d, %q) decodes to (%q, %q)", user, host, port, tok, r.User, r.Token)
+		}
 	})
 }
 
