@@ -244,6 +244,10 @@ func (o *object) seconds(key string, positive bool, dst *time.Duration) {
 		o.errorf(key, "must be a positive number of seconds, not %v", f)
 	case f > maxSeconds:
 		o.errorf(key, "must be at most %d seconds, not %v", maxSeconds, f)
+	case positive && f*float64(time.Second) < 1:
+		// Below a nanosecond the duration would be zero, which callers
+		// read as "use the default" or "no limit" (found by FuzzLoadConfig).
+		o.errorf(key, "must be at least a nanosecond, not %v seconds", f)
 	default:
 		*dst = time.Duration(f * float64(time.Second))
 	}
