@@ -49,12 +49,13 @@ type Config struct {
 	TLSConfig *tls.Config
 	// LocalAddr, when valid, is the source address to bind. Binding fails
 	// (and Dial with it) when the address is not on this host; there is no
-	// fallback to another address. Ignored when Dial is set.
+	// fallback to another address. Setting it together with Dial fails
+	// Dial with ErrUsage: a custom dialer cannot be made to bind it.
 	LocalAddr netip.Addr
 	// HeloName is the name sent in EHLO/HELO; DefaultHeloName when empty.
 	HeloName string
 	// Dial opens the TCP connection; nil means a net.Dialer bound to
-	// LocalAddr. It must honour ctx.
+	// LocalAddr. A custom Dial must honour ctx and leaves LocalAddr unset.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// CommandTimeout bounds each command and its reply, the connect and the
 	// TLS handshake; DefaultCommandTimeout when zero.

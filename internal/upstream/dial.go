@@ -55,6 +55,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 
 	dial := cfg.Dial
+	if dial != nil && cfg.LocalAddr.IsValid() {
+		// A custom dialer would connect from wherever it likes; sending
+		// from another address than the account's is never acceptable
+		// (COMPAT.md: no fallback to another source address).
+		return nil, &Error{Stage: "connect", Err: fmt.Errorf("%w: source address binding needs the built-in dialer", ErrUsage)}
+	}
 	if dial == nil {
 		d := &net.Dialer{Timeout: commandTimeout}
 		if cfg.LocalAddr.IsValid() {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
@@ -377,5 +378,25 @@ func TestDial_localAddr(t *testing.T) {
 		s := newServer(t, ``)
 		_, err := dial(t, s, func(cfg *upstream.Config) { cfg.LocalAddr = netip.MustParseAddr("192.0.2.77") })
 		checkDialErr(t, err, "connect", 0, nil)
+	})
+	t.Run("with a custom dialer is refused, not ignored", func(t *testing.T) {
+		t.Parallel()
+		s := newServer(t, ``)
+		var dialed atomic.Bool
+		_, err := dial(t, s, func(cfg *upstream.Config) {
+			cfg.LocalAddr = netip.MustParseAddr("127.0.0.2")
+			cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dialed.Store(true)
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}
+		})
+		checkDialErr(t, err, "connect", 0, upstream.ErrUsage)
+		if err != nil && !strings.Contains(err.Error(), "source address binding needs the built-in dialer") {
+			t.Errorf("error %q does not say why", err)
+		}
+		if dialed.Load() {
+			t.Error("the custom dialer was called: the session would have come from another address")
+		}
 	})
 }
