@@ -17,7 +17,9 @@
 // The SMTP dialogue follows Gmail (PROVIDERS.md): greeting
 // "220 fake.provider ESMTP"; EHLO advertises SIZE, 8BITMIME,
 // ENHANCEDSTATUSCODES, PIPELINING, SMTPUTF8, STARTTLS (with a TLS config)
-// and AUTH XOAUTH2 OAUTHBEARER; MAIL before AUTH gets 530 5.7.0; at most
+// and AUTH XOAUTH2 OAUTHBEARER (Options.NoPipelining, No8BITMIME and
+// NoSMTPUTF8 leave those out, and MAIL FROM with BODY= or SMTPUTF8 that
+// was not offered gets 555 5.5.4); MAIL before AUTH gets 530 5.7.0; at most
 // 100 recipients per message; a bad or expired token gets the base64 JSON
 // 334 challenge and, after the client's next line, a two-line 535 5.7.8.
 // An AUTH command line longer than Options.MaxAuthLineBytes (CRLF not

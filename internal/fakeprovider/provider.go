@@ -46,6 +46,13 @@ type Options struct {
 	RequireTLSForAuth bool
 	// NoPipelining leaves PIPELINING out of the EHLO reply.
 	NoPipelining bool
+	// No8BITMIME leaves 8BITMIME out of the EHLO reply, and MAIL FROM
+	// with a BODY= parameter then gets 555 5.5.4 (RFC 6152 §2: a client
+	// must not use it unless offered).
+	No8BITMIME bool
+	// NoSMTPUTF8 leaves SMTPUTF8 out of the EHLO reply, and MAIL FROM
+	// with SMTPUTF8 then gets 555 5.5.4 (RFC 6531 §3.4).
+	NoSMTPUTF8 bool
 	// MaxSessionsPerUser caps concurrent authenticated sessions per
 	// mailbox; AUTH above it gets Microsoft's 432 4.3.2. 0 means no cap.
 	MaxSessionsPerUser int

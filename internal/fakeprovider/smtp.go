@@ -2,6 +2,7 @@ package fakeprovider
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"net"
@@ -284,7 +285,10 @@ func (s *session) cmdHello(verb, arg string) {
 	o := &s.p.opts
 	b := append(s.out[:0], "250-"+hostname+" at your service\r\n250-SIZE "...)
 	b = strconv.AppendInt(b, o.MaxMessageBytes, 10)
-	b = append(b, "\r\n250-8BITMIME\r\n"...)
+	b = append(b, "\r\n"...)
+	if !o.No8BITMIME {
+		b = append(b, "250-8BITMIME\r\n"...)
+	}
 	if o.TLSConfig != nil && !s.tls {
 		b = append(b, "250-STARTTLS\r\n"...)
 	}
@@ -295,7 +299,12 @@ func (s *session) cmdHello(verb, arg string) {
 	if !o.NoPipelining {
 		b = append(b, "250-PIPELINING\r\n"...)
 	}
-	b = append(b, "250 SMTPUTF8\r\n"...)
+	if !o.NoSMTPUTF8 {
+		b = append(b, "250-SMTPUTF8\r\n"...)
+	}
+	// The last line carries a space, not a hyphen, after the code.
+	last := bytes.LastIndex(b[:len(b)-2], []byte("\r\n")) + 2
+	b[last+3] = ' '
 	s.out = b
 	s.w.Write(b)
 }
@@ -355,6 +364,10 @@ func (s *session) cmdMail(arg string) {
 		k, v, _ := strings.Cut(prm, "=")
 		switch strings.ToUpper(k) {
 		case "BODY":
+			if s.p.opts.No8BITMIME {
+				s.reply(555, "5.5.4", "Unsupported option: BODY")
+				return
+			}
 			if !strings.EqualFold(v, "7BIT") && !strings.EqualFold(v, "8BITMIME") {
 				s.reply(555, "5.5.4", "Unsupported BODY type.")
 				return
@@ -369,7 +382,12 @@ func (s *session) cmdMail(arg string) {
 				s.reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 				return
 			}
-		case "SMTPUTF8", "AUTH":
+		case "SMTPUTF8":
+			if s.p.opts.NoSMTPUTF8 {
+				s.reply(555, "5.5.4", "Unsupported option: SMTPUTF8")
+				return
+			}
+		case "AUTH":
 		default:
 			s.reply(555, "5.5.4", "Unsupported option: "+k)
 			return

@@ -143,3 +143,32 @@ func TestStart_implicitTLSNeedsConfig(t *testing.T) {
 		t.Fatal("Start on a busy port succeeded")
 	}
 }
+
+func TestSMTP_withoutEightBitMIMEOrSMTPUTF8(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		opts    fakeprovider.Options
+		absent  string
+		refused string // MAIL parameter answered 555 5.5.4
+	}{
+		{"no 8BITMIME", fakeprovider.Options{No8BITMIME: true}, "8BITMIME", "BODY=8BITMIME"},
+		{"no SMTPUTF8", fakeprovider.Options{NoSMTPUTF8: true}, "SMTPUTF8", "SMTPUTF8"},
+		{"neither, nor PIPELINING", fakeprovider.Options{No8BITMIME: true, NoSMTPUTF8: true, NoPipelining: true}, "SMTPUTF8", "BODY=7BIT"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := start(t, tc.opts)
+			tok := accessToken(t, p, "a@example.com")
+			c := dial(t, p)
+			// readReply in ehlo fails unless only the last line has "250 ".
+			if ext := strings.Join(c.ehlo(), "\n"); strings.Contains(ext, tc.absent) {
+				t.Errorf("EHLO offers %s: %q", tc.absent, ext)
+			}
+			c.do("AUTH XOAUTH2 "+xoauth2("a@example.com", tok), 235, "2.7.0")
+			c.do("MAIL FROM:<a@example.com> "+tc.refused, 555, "5.5.4")
+			c.do("MAIL FROM:<a@example.com>", 250, "")
+		})
+	}
+}
