@@ -77,6 +77,16 @@ func tokenConfig(c *config.Account, g config.Global) token.Config {
 	return cfg
 }
 
+// refresherOptions maps the "global.oauth2" renewal settings to the
+// Refresher's options, without the logger.
+func refresherOptions(t config.Tokens) token.RefresherOptions {
+	return token.RefresherOptions{
+		Workers:      t.RefreshWorkers,
+		FetchWorkers: t.FetchWorkers,
+		Prewarm:      token.Prewarm(t.Prewarm),
+	}
+}
+
 // tokenSources lists the token sources of the accounts in force.
 func (s *Service) tokenSources() []*token.Source {
 	all := s.Reg.All()
@@ -100,13 +110,9 @@ func (s *Service) startTokens() (stop func()) {
 	if store == nil {
 		return func() {}
 	}
-	t := s.Snapshot().Global.Tokens
-	r := token.NewRefresher(s.tokenSources, token.RefresherOptions{
-		Workers:      t.RefreshWorkers,
-		FetchWorkers: t.FetchWorkers,
-		Prewarm:      token.Prewarm(t.Prewarm),
-		Logger:       s.log,
-	})
+	ro := refresherOptions(s.Snapshot().Global.Tokens)
+	ro.Logger = s.log
+	r := token.NewRefresher(s.tokenSources, ro)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Run(ctx) })
