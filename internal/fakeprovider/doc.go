@@ -118,7 +118,8 @@
 // app-only grant): 400 invalid_grant for an unknown, revoked or rotated-away
 // refresh token or a bad assertion; 401 invalid_client for a wrong client id
 // or secret; 503 temporarily_unavailable while SetTokenEndpointDown(true).
-// SetTokenFault injects 429 (with Retry-After), 5xx or a hang, for one
+// SetTokenFault injects 429 (with Retry-After), 5xx, another status with
+// an error code and description of the test's choosing, or a hang, for one
 // mailbox or client id or for every request; TokenRequestsFor counts the
 // requests made for one. Revoke kills only the refresh token; access tokens
 // already issued stay valid until they expire or ExpireAccessTokens is

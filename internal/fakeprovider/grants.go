@@ -57,6 +57,10 @@ type TokenFault struct {
 	Status int
 	// RetryAfter, with Status, adds a Retry-After header in whole seconds.
 	RetryAfter time.Duration
+	// Code and Description, with Status, replace the body's "error" and
+	// "error_description" (for example "invalid_grant" and a Microsoft
+	// "AADSTS700082: ..." text); "" keeps the usual one for Status.
+	Code, Description string
 	// Hang never answers: the request ends when the client gives up or
 	// the provider closes.
 	Hang bool
@@ -198,6 +202,12 @@ func (p *Provider) serveFault(w http.ResponseWriter, r *http.Request, f TokenFau
 		body = tokenError{Error: "temporarily_unavailable", Description: "The service is temporarily unavailable."}
 	case f.Status < 500:
 		body = tokenError{Error: "invalid_request", Description: "Injected failure"}
+	}
+	if f.Code != "" {
+		body.Error = f.Code
+	}
+	if f.Description != "" {
+		body.Description = f.Description
 	}
 	writeJSON(w, f.Status, body)
 }

@@ -226,6 +226,10 @@ func TestTokenFaults(t *testing.T) {
 	if status, body := tc.post(refreshForm("", "", "rt-b")); status != 500 || body["error"] != "server_error" {
 		t.Errorf("global 500: %d %v", status, body)
 	}
+	p.SetTokenFault("", fakeprovider.TokenFault{Status: 400, Code: "invalid_grant", Description: "AADSTS700082: expired"})
+	if status, body := tc.post(refreshForm("", "", "rt-b")); status != 400 || body["error"] != "invalid_grant" || body["error_description"] != "AADSTS700082: expired" {
+		t.Errorf("fault with code and description: %d %v", status, body)
+	}
 	p.SetTokenFault("", fakeprovider.TokenFault{})
 	if status, _ := tc.post(refreshForm("", "", "rt-b")); status != 200 {
 		t.Errorf("after clearing: %d", status)
