@@ -123,17 +123,9 @@ func TestServe_adminAPIReloadAndSignals(t *testing.T) {
 // message; with the default (30 s) serve would wait far longer than this
 // test does. Not parallel: it signals its own process.
 func TestServe_shutdownTimeout(t *testing.T) {
-	dir := t.TempDir()
-	accounts, cfg := filepath.Join(dir, "accounts.json"), filepath.Join(dir, "config.json")
-	writeFile(t, cfg, `{}`)
-	writeFile(t, accounts, `[{"account_id":"a1","email":"a@example.com","provider":"gmail","client_id":"c","client_secret":"s","refresh_token":"r"}]`)
 	port := freePort(t)
-	var stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run([]string{"--config", cfg, "--accounts", accounts, "--dry-run", "--admin-host", "",
-			"--port", strconv.Itoa(port), "--shutdown-timeout", "300ms"}, strings.NewReader(""), &bytes.Buffer{}, &stderr)
-	}()
+	s := startServe(t, "--admin-host", "", "--port", strconv.Itoa(port), "--shutdown-timeout", "300ms")
+	stderr, done := s.stderr, s.done
 	var c net.Conn
 	waitFor(t, "the SMTP listener", func() bool {
 		var err error
