@@ -1,13 +1,11 @@
 package service_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
 )
 
@@ -149,19 +147,7 @@ func TestBudget_countersSurviveRestart(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.dir, "budgets.json")); err != nil {
 		t.Fatalf("no budget state written: %v", err)
 	}
-	svc, err := service.New(service.Options{
-		Load: config.LoadOptions{ConfigPath: filepath.Join(e.dir, "config.json"), AccountsPath: filepath.Join(e.dir, "accounts.json"),
-			ConfigExplicit: true, SearchDirs: []string{}},
-		Listen: "127.0.0.1:0", AuthFailDelay: -1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	e2 := &env{svc: svc, addr: svc.Addr().String()}
+	e2 := restart(t, e)
 	c2 := e2.dial(t)
 	c2.authPlain(userA, password, "235")
 	c2.cmd("MAIL FROM:<"+userA+">", "451 4.7.0 "+userA+": daily message budget exhausted")

@@ -155,20 +155,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() { cancel(); runErr = <-done })
-		return runErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	stop := runService(t, svc)
 	return &env{fp: fp, svc: svc, addr: svc.Addr().String(), tlsAddr: svc.TLSAddr().String(), roots: roots,
 		dir: dir, accts: accts, stop: stop}
 }
@@ -260,18 +247,47 @@ func (c *conn) send(s string) {
 }
 
 // expect reads a reply and checks the start of its last line.
+// runService runs svc until the test ends, or until the returned stop
+// (a graceful shutdown, as SIGTERM does) is called; stop returns Run's
+// result, and the test fails if Run did not end cleanly.
+func runService(t *testing.T, svc *service.Service) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }() // owned by stop
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return stop
+}
+
+// readFinalLine reads one reply, multi-line or not, and returns its last
+// line without CRLF.
+func readFinalLine(br *bufio.Reader) (string, error) {
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if len(l) < 4 || l[3] != '-' {
+			return strings.TrimRight(l, "\r\n"), nil
+		}
+	}
+}
+
 func (c *conn) expect(prefix string) string {
 	c.t.Helper()
-	var last string
-	for {
-		l, err := c.br.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("read (want %q): %v", prefix, err)
-		}
-		last = strings.TrimRight(l, "\r\n")
-		if len(last) < 4 || last[3] != '-' {
-			break
-		}
+	last, err := readFinalLine(c.br)
+	if err != nil {
+		c.t.Fatalf("read (want %q): %v", prefix, err)
 	}
 	if !strings.HasPrefix(last, prefix) {
 		c.t.Fatalf("got %q, want prefix %q", last, prefix)

@@ -397,17 +397,7 @@ func sendFault(addr, user, from, rcpt string, bodyBytes int) ([4]string, error) 
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(60 * time.Second))
 	br := bufio.NewReader(nc)
-	read := func() (string, error) {
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			if len(l) < 4 || l[3] != '-' {
-				return strings.TrimRight(l, "\r\n"), nil
-			}
-		}
-	}
+	read := func() (string, error) { return readFinalLine(br) }
 	expect := func(prefix string) error {
 		l, err := read()
 		if err == nil && !strings.HasPrefix(l, prefix) {

@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 
@@ -33,10 +32,7 @@ func TestSeedFilesStartAndRefuseForeignSourceIPs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- svc.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			runService(t, svc)
 			e := &env{svc: svc, addr: svc.Addr().String()}
 			c := e.dial(t)
 			// No smtp_password in these files: loopback is trusted.

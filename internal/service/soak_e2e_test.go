@@ -255,17 +255,7 @@ func soakConnection(ctx context.Context, r *rand.Rand, addr, user string, next *
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(60 * time.Second))
 	br := bufio.NewReader(nc)
-	read := func() (string, error) {
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			if len(l) < 4 || l[3] != '-' {
-				return strings.TrimRight(l, "\r\n"), nil
-			}
-		}
-	}
+	read := func() (string, error) { return readFinalLine(br) }
 	write := func(s string) error { _, err := nc.Write([]byte(s)); return err }
 	if _, err := read(); err != nil {
 		return err

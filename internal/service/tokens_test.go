@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -158,16 +157,8 @@ func restart(t *testing.T, e *env) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return &env{fp: e.fp, svc: svc, addr: svc.Addr().String(), dir: e.dir}
+	stop := runService(t, svc)
+	return &env{fp: e.fp, svc: svc, addr: svc.Addr().String(), dir: e.dir, stop: stop}
 }
 
 // TestTokens_revokedAccountAnsweredAtOnce: an account whose grant is
