@@ -89,18 +89,26 @@ func (a *Account) Inflight() int64 { return a.inflight.Load() }
 
 // Options configure a Registry.
 type Options struct {
-	Trusted   []netip.Prefix // networks where password-less accounts may AUTH
-	FailDelay time.Duration  // every failed AUTH waits this long; default 1s, negative for none
-	Logger    *slog.Logger
+	Trusted []netip.Prefix // networks where password-less accounts may AUTH
+	Logger  *slog.Logger
 }
+
+// PasswordCost is the bcrypt cost of the hashes HashPassword makes.
+const PasswordCost = 12
 
 // Registry finds accounts by AUTH username. Its account set is replaced
 // as a whole by a reload; readers always see one consistent set.
 type Registry struct {
 	opts  Options
 	log   *slog.Logger
-	key   [32]byte
-	dummy []byte // bcrypt hash burnt for unknown users, for equal timing
+	key [32]byte
+	// dummy is a bcrypt hash, of the cost of the configured hashes, that
+	// every failure without a hash of its own is checked against, so
+	// that each failure costs one check of the same cost. The answer's
+	// timing is the caller's to pad (smtpd's AuthFailureDelay); the
+	// checks' equal cost keeps the classes alike when a queue of checks
+	// delays them all.
+	dummy atomic.Pointer[[]byte]
 
 	cur     atomic.Pointer[set]
 	mu      sync.Mutex     // serialises Replace and Close
@@ -118,9 +126,6 @@ type Build func(*config.Account) (*Account, error)
 
 // NewRegistry builds every account of snap.
 func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, error) {
-	if opts.FailDelay == 0 {
-		opts.FailDelay = time.Second
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,16 +133,45 @@ func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, e
 	if _, err := rand.Read(r.key[:]); err != nil {
 		return nil, fmt.Errorf("account registry: %w", err)
 	}
-	var err error
-	if r.dummy, err = bcrypt.GenerateFromPassword([]byte("no such account"), bcrypt.DefaultCost); err != nil {
-		return nil, fmt.Errorf("account registry: %w", err)
-	}
 	s, _, err := r.build(snap, build, nil)
 	if err != nil {
 		return nil, err
 	}
+	if err := r.setDummy(s); err != nil {
+		return nil, err
+	}
 	r.cur.Store(s)
 	return r, nil
+}
+
+// setDummy makes the dummy hash of the highest cost among s's hashes
+// (bcrypt's least without any: then no check has a cost to match),
+// unless the current one has that cost.
+func (r *Registry) setDummy(s *set) error {
+	cost := 0
+	for _, a := range s.accounts {
+		if a.Cfg.PasswordHashed {
+			if c, err := bcrypt.Cost([]byte(a.Cfg.SMTPPassword.Reveal())); err == nil {
+				cost = max(cost, c)
+			}
+		}
+	}
+	if cost == 0 {
+		cost = bcrypt.MinCost
+	}
+	if d := r.dummy.Load(); d != nil {
+		if c, err := bcrypt.Cost(*d); err == nil && c == cost {
+			return nil
+		}
+	}
+	var pw [16]byte
+	_, _ = rand.Read(pw[:]) // never fails (crypto/rand)
+	h, err := bcrypt.GenerateFromPassword(pw[:], cost)
+	if err != nil {
+		return fmt.Errorf("account registry: %w", err)
+	}
+	r.dummy.Store(&h)
+	return nil
 }
 
 // build makes a new set from snap, reusing the accounts of old whose
@@ -201,6 +235,9 @@ func (r *Registry) Replace(snap *config.Snapshot, build Build) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
+	if err := r.setDummy(s); err != nil {
+		return Change{}, err
+	}
 	r.cur.Store(s)
 	var ch Change
 	prev := make(map[string]*Account, len(old.accounts))
@@ -262,7 +299,20 @@ func (r *Registry) Find(name string) *Account {
 // All returns every account, disabled ones included, in file order.
 func (r *Registry) All() []*Account { return r.cur.Load().accounts }
 
-// Authenticate checks an AUTH username and password from remote.
+// AuthKey returns the key that failed AUTHs for user count under: one
+// per enabled account, whichever of its names (email, account_id) is
+// used, and the lower-cased name for any other name.
+func (r *Registry) AuthKey(user string) string {
+	if a := r.Lookup(user); a != nil {
+		return "account:" + a.Cfg.ID
+	}
+	return "name:" + strings.ToLower(user)
+}
+
+// Authenticate checks an AUTH username and password from remote. Every
+// failure is ErrBadCredentials and costs one bcrypt check of the same
+// cost; the caller pads the answer to a fixed time (smtpd's
+// AuthFailureDelay) and bounds the checks running at once.
 func (r *Registry) Authenticate(ctx context.Context, user, pass string, remote netip.Addr) (*Account, error) {
 	a := r.Lookup(user)
 	ok, why := r.check(a, pass, remote)
@@ -270,20 +320,18 @@ func (r *Registry) Authenticate(ctx context.Context, user, pass string, remote n
 		return a, nil
 	}
 	r.log.Info("auth failed", "user", user, "remote", remote.String(), "reason", why)
-	if r.opts.FailDelay > 0 {
-		t := time.NewTimer(r.opts.FailDelay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
 	return nil, ErrBadCredentials
+}
+
+// burn checks pass against the dummy hash: the cost of a failure that
+// has no hash of its own to check.
+func (r *Registry) burn(pass string) {
+	_ = bcrypt.CompareHashAndPassword(*r.dummy.Load(), []byte(pass))
 }
 
 func (r *Registry) check(a *Account, pass string, remote netip.Addr) (bool, string) {
 	if a == nil {
-		_ = bcrypt.CompareHashAndPassword(r.dummy, []byte(pass))
+		r.burn(pass)
 		return false, "unknown user"
 	}
 	c := a.Cfg
@@ -293,7 +341,7 @@ func (r *Registry) check(a *Account, pass string, remote netip.Addr) (bool, stri
 				return true, ""
 			}
 		}
-		_ = bcrypt.CompareHashAndPassword(r.dummy, []byte(pass))
+		r.burn(pass)
 		return false, "account has no smtp_password and client is not in trusted_networks"
 	}
 	if !c.PasswordHashed {
@@ -301,6 +349,7 @@ func (r *Registry) check(a *Account, pass string, remote netip.Addr) (bool, stri
 		if subtle.ConstantTimeCompare([]byte(pass), []byte(want)) == 1 {
 			return true, ""
 		}
+		r.burn(pass)
 		return false, "wrong password"
 	}
 	mac := r.mac(a, pass)
@@ -349,6 +398,6 @@ func HashPassword(pass string) (string, error) {
 	if pass == "" {
 		return "", errors.New("empty password")
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pass), 12)
+	h, err := bcrypt.GenerateFromPassword([]byte(pass), PasswordCost)
 	return string(h), err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -28,8 +27,7 @@ func registry(t *testing.T) *account.Registry {
 	r, err := account.NewRegistry(snap, func(c *config.Account) (*account.Account, error) {
 		return &account.Account{Cfg: c}, nil
 	}, account.Options{
-		Trusted:   []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		FailDelay: -1,
+		Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,35 +85,21 @@ func TestAcquireCap(t *testing.T) {
 	}
 }
 
-// A failed AUTH is answered only after FailDelay, an unknown user as late
-// as a wrong password (no timing tells them apart), a success at once; a
-// client that hangs up ends the wait. Only lower bounds are asserted.
-func TestAuthenticate_failureDelay(t *testing.T) {
+// TestAuthKey: failures count by account, whichever name is used; any
+// other name counts as itself, in any case (issue 16, finding 2).
+func TestAuthKey(t *testing.T) {
 	t.Parallel()
-	const delay = 150 * time.Millisecond
-	snap := &config.Snapshot{Accounts: []*config.Account{{ID: "plain", Email: "plain@example.com", SMTPPassword: secret.New("pw")}}}
-	r, err := account.NewRegistry(snap, func(c *config.Account) (*account.Account, error) {
-		return &account.Account{Cfg: c}, nil
-	}, account.Options{FailDelay: delay})
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := netip.MustParseAddr("192.0.2.1")
-	for _, user := range []string{"plain@example.com", "nobody@example.com"} {
-		start := time.Now()
-		if _, err := r.Authenticate(context.Background(), user, "wrong", from); !errors.Is(err, account.ErrBadCredentials) {
-			t.Fatalf("%s: %v", user, err)
-		}
-		if took := time.Since(start); took < delay {
-			t.Errorf("%s: refused after %v, before the %v failure delay", user, took, delay)
+	r := registry(t)
+	for _, tc := range []struct{ a, b string }{
+		{"hashed@example.com", "hashed"},
+		{"HASHED@example.com", "Hashed"},
+		{"nobody@example.com", "NOBODY@example.com"},
+	} {
+		if ka, kb := r.AuthKey(tc.a), r.AuthKey(tc.b); ka != kb {
+			t.Errorf("AuthKey(%q) = %q, AuthKey(%q) = %q: want one key", tc.a, ka, tc.b, kb)
 		}
 	}
-	if _, err := r.Authenticate(context.Background(), "plain@example.com", "pw", from); err != nil {
-		t.Fatalf("right password: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := r.Authenticate(ctx, "plain@example.com", "wrong", from); !errors.Is(err, account.ErrBadCredentials) {
-		t.Errorf("cancelled: %v", err)
+	if r.AuthKey("plain") == r.AuthKey("hashed") || r.AuthKey("hashed") == r.AuthKey("name:hashed") {
+		t.Error("two accounts, or an account and a name, share a key")
 	}
 }

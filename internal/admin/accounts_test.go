@@ -44,7 +44,7 @@ func newBackend(t *testing.T, accounts string) (*backend, string) {
 		t.Fatal(err)
 	}
 	b.snap = snap
-	if b.reg, err = account.NewRegistry(snap, build, account.Options{FailDelay: -1}); err != nil {
+	if b.reg, err = account.NewRegistry(snap, build, account.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.reg.Close)

@@ -40,10 +40,20 @@ type Listener struct {
 	// MaxAuthFailuresPerIP and MaxAuthFailuresPerUser are the failed AUTH
 	// attempts allowed per minute per client address and per username
 	// before AUTH gets 421 4.7.0 ("max_auth_failures_per_ip",
-	// "max_auth_failures_per_user"); default 10 each. trusted_networks
-	// are exempt.
+	// "max_auth_failures_per_user"); default 10 each. The user counts by
+	// account (email and account_id are one budget).
 	MaxAuthFailuresPerIP   int
 	MaxAuthFailuresPerUser int
+	// TrustedAuthFailuresPerIP and TrustedAuthFailuresPerUser are the
+	// same limits for clients in trusted_networks
+	// ("trusted_max_auth_failures_per_ip", default 100;
+	// "trusted_max_auth_failures_per_user", default 30).
+	TrustedAuthFailuresPerIP   int
+	TrustedAuthFailuresPerUser int
+	// MaxAuthChecks bounds the password checks running at once
+	// ("max_concurrent_auth_checks"); default 0: the number of CPUs, at
+	// least 2.
+	MaxAuthChecks int
 	// MaxCommandLineBytes ("max_command_line_length", default 2048) and
 	// MaxAuthLineBytes ("max_auth_line_length", default 12288) bound
 	// command lines, CRLF excluded; both at least 512 (RFC 5321
@@ -54,11 +64,16 @@ type Listener struct {
 	// "client_command_timeout" (greeting and each command, default 300s),
 	// "client_data_block_timeout" (each wait for more of a body, 180s),
 	// "client_data_timeout" (a whole DATA phase, 600s) and
-	// "client_handshake_timeout" (a TLS handshake or PROXY header, 60s).
+	// "client_handshake_timeout" (a TLS handshake or PROXY header, 60s),
+	// "client_auth_timeout" (from the greeting to a successful AUTH, 60s)
+	// and "client_auth_queue_timeout" (an AUTH's wait for a password
+	// check, 10s).
 	CommandTimeout   time.Duration
 	DataBlockTimeout time.Duration
 	DataTimeout      time.Duration
 	HandshakeTimeout time.Duration
+	AuthTimeout      time.Duration
+	AuthQueueTimeout time.Duration
 }
 
 // minCommandLineBytes is RFC 5321 §4.5.3.1.4's 512 octets.
@@ -66,16 +81,20 @@ const minCommandLineBytes = 512
 
 func defaultListener() Listener {
 	return Listener{
-		MaxConnectionsPerIP:    1000,
-		MaxBadCommands:         20,
-		MaxAuthFailuresPerIP:   10,
-		MaxAuthFailuresPerUser: 10,
-		MaxCommandLineBytes:    2048,
-		MaxAuthLineBytes:       12288,
-		CommandTimeout:         5 * time.Minute,
-		DataBlockTimeout:       3 * time.Minute,
-		DataTimeout:            10 * time.Minute,
-		HandshakeTimeout:       time.Minute,
+		MaxConnectionsPerIP:        1000,
+		MaxBadCommands:             20,
+		MaxAuthFailuresPerIP:       10,
+		MaxAuthFailuresPerUser:     10,
+		TrustedAuthFailuresPerIP:   100,
+		TrustedAuthFailuresPerUser: 30,
+		MaxCommandLineBytes:        2048,
+		MaxAuthLineBytes:           12288,
+		CommandTimeout:             5 * time.Minute,
+		DataBlockTimeout:           3 * time.Minute,
+		DataTimeout:                10 * time.Minute,
+		HandshakeTimeout:           time.Minute,
+		AuthTimeout:                time.Minute,
+		AuthQueueTimeout:           10 * time.Second,
 	}
 }
 
@@ -121,6 +140,9 @@ func parseListenerSMTP(o *object, l *Listener, dir string) {
 	o.count("max_bad_commands", 1, &l.MaxBadCommands)
 	o.count("max_auth_failures_per_ip", 1, &l.MaxAuthFailuresPerIP)
 	o.count("max_auth_failures_per_user", 1, &l.MaxAuthFailuresPerUser)
+	o.count("trusted_max_auth_failures_per_ip", 1, &l.TrustedAuthFailuresPerIP)
+	o.count("trusted_max_auth_failures_per_user", 1, &l.TrustedAuthFailuresPerUser)
+	o.count("max_concurrent_auth_checks", 1, &l.MaxAuthChecks)
 	o.count("max_command_line_length", minCommandLineBytes, &l.MaxCommandLineBytes)
 	o.count("max_auth_line_length", minCommandLineBytes, &l.MaxAuthLineBytes)
 }
@@ -131,6 +153,8 @@ func parseListenerTimeouts(o *object, l *Listener) {
 	o.seconds("client_data_block_timeout", true, &l.DataBlockTimeout)
 	o.seconds("client_data_timeout", true, &l.DataTimeout)
 	o.seconds("client_handshake_timeout", true, &l.HandshakeTimeout)
+	o.seconds("client_auth_timeout", true, &l.AuthTimeout)
+	o.seconds("client_auth_queue_timeout", true, &l.AuthQueueTimeout)
 }
 
 // warnSecretFile warns when a file holding a secret can be read by the
@@ -161,6 +185,7 @@ func (l Listener) summary() string {
 		}
 		proxy = "PROXY protocol from " + strings.Join(nets, ", ")
 	}
-	return fmt.Sprintf("%s; %s; per address: %d connections, %d failed AUTH/min; %d failed AUTH/min per user\n",
-		tls, proxy, l.MaxConnectionsPerIP, l.MaxAuthFailuresPerIP, l.MaxAuthFailuresPerUser)
+	return fmt.Sprintf("%s; %s; per address: %d connections, %d failed AUTH/min (trusted networks: no connection cap, %d); %d failed AUTH/min per account (trusted: %d)\n",
+		tls, proxy, l.MaxConnectionsPerIP, l.MaxAuthFailuresPerIP, l.TrustedAuthFailuresPerIP,
+		l.MaxAuthFailuresPerUser, l.TrustedAuthFailuresPerUser)
 }

@@ -37,6 +37,9 @@ func (d *DryRun) Login(ctx context.Context, c *smtpd.ConnInfo, user, pass string
 	return &drySender{d: d, a: a}, nil
 }
 
+// AuthKey implements smtpd.AuthKeyer: failed AUTHs count by account.
+func (d *DryRun) AuthKey(user string) string { return d.reg.AuthKey(user) }
+
 type drySender struct {
 	d *DryRun
 	a *account.Account

@@ -65,6 +65,9 @@ func New(reg *account.Registry, opts Options) *Relay {
 	return &Relay{reg: reg, opts: opts, log: opts.Logger, m: opts.Metrics}
 }
 
+// AuthKey implements smtpd.AuthKeyer: failed AUTHs count by account.
+func (r *Relay) AuthKey(user string) string { return r.reg.AuthKey(user) }
+
 // Login implements smtpd.Backend.
 func (r *Relay) Login(ctx context.Context, c *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
 	start := time.Now()

@@ -31,6 +31,11 @@ func (s *Service) listenerConfig(cfg *smtpd.Config, g config.Global) error {
 	cfg.MaxBadCommands = l.MaxBadCommands
 	cfg.MaxAuthFailuresPerIP = l.MaxAuthFailuresPerIP
 	cfg.MaxAuthFailuresPerUser = l.MaxAuthFailuresPerUser
+	cfg.TrustedAuthFailuresPerIP = l.TrustedAuthFailuresPerIP
+	cfg.TrustedAuthFailuresPerUser = l.TrustedAuthFailuresPerUser
+	cfg.MaxAuthChecks = l.MaxAuthChecks
+	cfg.AuthTimeout = l.AuthTimeout
+	cfg.AuthQueueTimeout = l.AuthQueueTimeout
 	cfg.MaxCommandBytes = l.MaxCommandLineBytes
 	cfg.MaxAuthBytes = l.MaxAuthLineBytes
 	cfg.CommandTimeout = l.CommandTimeout

@@ -36,7 +36,9 @@ type Options struct {
 	DryRun bool
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
 	ShutdownTimeout time.Duration
-	// AuthFailDelay is the delay of a failed AUTH; default 1s, negative for none.
+	// AuthFailDelay is when a failed AUTH is answered, counted from its
+	// credentials (smtpd.Config.AuthFailureDelay); default 1s, negative
+	// for none.
 	AuthFailDelay time.Duration
 	Logger        *slog.Logger
 	// UpstreamDial and HTTPClient replace the network for the benchmark
@@ -169,9 +171,8 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.Reg, err = account.NewRegistry(snap, build, account.Options{
-		Trusted:   snap.Global.SMTP.TrustedNetworks,
-		FailDelay: opts.AuthFailDelay,
-		Logger:    log,
+		Trusted: snap.Global.SMTP.TrustedNetworks,
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, err
@@ -202,7 +203,9 @@ func New(opts Options) (*Service, error) {
 		MaxRecipients:   g.SMTP.MaxRecipients,
 		MaxLineBytes:    g.SMTP.MaxLineBytes,
 		MaxConnections:  maxConns,
-		Logger:          log,
+		// Every failed AUTH is answered this long after its credentials.
+		AuthFailureDelay: opts.AuthFailDelay,
+		Logger:           log,
 	}
 	if err := s.listenerConfig(&scfg, g); err != nil { // listener.go: TLS, PROXY protocol, limits
 		s.Reg.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
@@ -18,15 +19,19 @@ var (
 	errNeedEncryption = reply.New(538, "5.7.11", "Encryption required for requested authentication mechanism")
 	errAuthLimited    = reply.New(421, "4.7.0", "Too many failed authentication attempts, try again later")
 	errAuthInvalid    = reply.New(535, "5.7.8", "Authentication credentials invalid")
+	errAuthBusy       = reply.New(454, "4.7.0", "Too many authentications in progress, try again later")
 )
 
 // auth runs AUTH PLAIN or AUTH LOGIN (RFC 4954), each with and without an
-// initial response. Outside Trusted it needs TLS, and failed attempts are
-// limited per client address and per username (Config); over a limit the
-// client gets 421 4.7.0 and is disconnected before any password is
-// checked, so guessing goes no further. An attempt holds a place in both
-// budgets while its password is checked (authLimiter.reserve), so guesses
-// sent in parallel cannot all slip under the limit.
+// initial response. Outside Trusted it needs TLS. Failed attempts are
+// limited per client address and per user key (Config; Trusted clients
+// have their own, larger limits); over a limit the client gets 421 4.7.0
+// and is disconnected before any password is checked, so guessing goes
+// no further. An attempt holds a place in both budgets while its password
+// is checked (authLimiter.reserve), so guesses sent in parallel cannot all
+// slip under the limit. The check itself waits for one of the
+// MaxAuthChecks slots (authGate), and every 535 is answered
+// AuthFailureDelay after the credentials arrived (issue 16, findings 1-3).
 func (c *conn) auth(ctx context.Context, arg string) {
 	switch {
 	case !c.ehlo:
@@ -44,13 +49,13 @@ func (c *conn) auth(ctx context.Context, arg string) {
 	case !c.authOffered():
 		c.replyBad(errNeedEncryption)
 		return
-	case !c.trusted && c.srv.auth.blockedIP(c.ipKey):
+	case c.srv.auth.blockedIP(c.ipKey, c.authLimits()):
 		c.refuseAuth("address")
 		return
 	}
 	mech, ir, hasIR := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
-	var user, pass string
+	var user, pass, authz string
 	switch mech {
 	case "PLAIN":
 		resp, ok := c.authResponse(ir, hasIR, "")
@@ -62,13 +67,7 @@ func (c *conn) auth(ctx context.Context, arg string) {
 			c.replyBad(errAuthSyntax)
 			return
 		}
-		// An authorization identity different from the user would mean
-		// "send as someone else"; we do not support proxy authorization.
-		if p.AuthzID != "" && p.AuthzID != p.User {
-			c.authFailed(p.User, errAuthInvalid)
-			return
-		}
-		user, pass = p.User, p.Password
+		user, pass, authz = p.User, p.Password, p.AuthzID
 	case "LOGIN":
 		u, ok := c.authResponse(ir, hasIR, saslmech.LoginUserPrompt)
 		if !ok {
@@ -90,37 +89,39 @@ func (c *conn) auth(ctx context.Context, arg string) {
 		c.replyBad(errAuthSyntax)
 		return
 	}
-	var at *attempt // nil for a trusted client
-	if !c.trusted {
-		var err error
-		at, err = c.srv.auth.reserve(ctx, c.ipKey, user)
-		switch {
-		case errors.Is(err, errAuthOverIP):
-			c.refuseAuth("address")
-			return
-		case errors.Is(err, errAuthOverUser):
-			c.refuseAuth("username")
-			return
-		case err != nil: // the connection is ending
-			c.quit = true
-			return
-		}
-		// Deferred, so that a panicking backend frees its place too.
-		defer c.srv.auth.done(at)
+	// The failure's answer is timed from here: everything after depends
+	// on who the user is.
+	start := time.Now()
+	at, err := c.srv.auth.reserve(ctx, c.ipKey, c.srv.authKey(user), c.authLimits())
+	switch {
+	case errors.Is(err, errAuthOverIP):
+		c.refuseAuth("address")
+		return
+	case errors.Is(err, errAuthOverUser):
+		c.refuseAuth("username")
+		return
+	case err != nil: // the connection is ending
+		c.quit = true
+		return
 	}
-	sender, err := c.srv.backend.Login(ctx, &c.info, user, pass)
+	// Deferred, so that a panicking backend frees its place too.
+	defer c.srv.auth.done(at)
+	// An authorization identity different from the user would mean
+	// "send as someone else"; we do not support proxy authorization.
+	if authz != "" && authz != user {
+		at.failed = true
+		c.authFailed(ctx, start, errAuthInvalid)
+		return
+	}
+	sender, err := c.login(ctx, at.prio, user, pass)
 	if err != nil {
 		r := reply.FromError(err, c.info.ID)
 		if r.Code == 451 && r.Enhanced == "4.3.0" {
 			r = reply.New(454, "4.7.0", "Temporary authentication failure (ref "+c.info.ID+")")
 		}
 		if r.Code == 535 {
-			if at != nil {
-				at.failed = true
-			}
-			c.srv.stats.authFailures.Add(1)
-			c.bad++
-			c.reply(r)
+			at.failed = true
+			c.authFailed(ctx, start, r)
 			return
 		}
 		c.reply(r)
@@ -134,14 +135,54 @@ func (c *conn) auth(ctx context.Context, arg string) {
 	c.reply(reply.New(235, "2.7.0", "Authentication successful"))
 }
 
-// authFailed answers a credentials failure found before any password
-// check and counts it against the client's address and the username.
-func (c *conn) authFailed(user string, r reply.Reply) {
-	c.srv.stats.authFailures.Add(1)
-	if !c.trusted {
-		c.srv.auth.fail(c.ipKey, user)
+// authLimits returns the AUTH failure limits that apply to the client.
+func (c *conn) authLimits() authLimits {
+	cfg := &c.srv.cfg
+	if c.trusted {
+		return authLimits{perIP: cfg.TrustedAuthFailuresPerIP, perUser: cfg.TrustedAuthFailuresPerUser}
 	}
+	return authLimits{perIP: cfg.MaxAuthFailuresPerIP, perUser: cfg.MaxAuthFailuresPerUser}
+}
+
+// authKey is the key that user's failures count under.
+func (s *Server) authKey(user string) string {
+	if k, ok := s.backend.(AuthKeyer); ok {
+		return k.AuthKey(user)
+	}
+	return user
+}
+
+// login runs the backend's password check in a slot of the authGate,
+// waiting at most AuthQueueTimeout for one.
+func (c *conn) login(ctx context.Context, prio int, user, pass string) (Sender, error) {
+	wait, cancel := context.WithTimeout(ctx, c.srv.cfg.AuthQueueTimeout)
+	err := c.srv.gate.acquire(wait, prio)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		c.srv.stats.authBusy.Add(1)
+		c.log.Warn("AUTH deferred: no password check slot", "wait", c.srv.cfg.AuthQueueTimeout)
+		return nil, errAuthBusy
+	}
+	defer c.srv.gate.release()
+	return c.srv.backend.Login(ctx, &c.info, user, pass)
+}
+
+// authFailed answers a failed AUTH with r once AuthFailureDelay has passed
+// since start, the moment its credentials arrived.
+func (c *conn) authFailed(ctx context.Context, start time.Time, r reply.Reply) {
+	c.srv.stats.authFailures.Add(1)
 	c.bad++
+	if d := c.srv.cfg.AuthFailureDelay; d > 0 {
+		t := time.NewTimer(time.Until(start.Add(d)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	c.reply(r)
 }
 

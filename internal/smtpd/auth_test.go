@@ -13,8 +13,7 @@ import (
 )
 
 // checkingBackend is fakeBackend that remembers every password it checks
-// and answers a wrong one only after failDelay, as account.Registry does
-// (its FailDelay, 1s by default).
+// and takes failDelay to find a wrong one, as a bcrypt check does.
 type checkingBackend struct {
 	fakeBackend
 	failDelay time.Duration
@@ -144,26 +143,32 @@ func TestAuth_concurrentGuessesStopAtTheLimit(t *testing.T) {
 	}
 }
 
-// TestAuth_failureIsAnsweredAfterTheBackend: the 535 goes out only once
-// the backend's failure delay is over; smtpd adds no shortcut of its own.
-// The delay itself belongs to the backend (account.Registry's FailDelay).
-func TestAuth_failureIsAnsweredAfterTheBackend(t *testing.T) {
+// TestAuth_failuresArePaddedToOneDelay: every 535 is answered
+// AuthFailureDelay after the credentials arrived, whatever failed and
+// however long the backend took to find it out (issue 16, finding 1: a
+// delay added after the check let its duration show through).
+func TestAuth_failuresArePaddedToOneDelay(t *testing.T) {
 	t.Parallel()
-	const delay = 150 * time.Millisecond
+	const delay = 400 * time.Millisecond
+	const slack = 150 * time.Millisecond // scheduling on a loaded machine
 	cases := []struct {
-		name string
-		send []string // the last line's reply is the 535
+		name  string
+		check time.Duration // how long the backend takes to refuse
+		send  []string      // the last line's reply is the 535
 	}{
-		{"PLAIN with initial response", []string{"AUTH PLAIN " + plain("alice", "wrong")}},
-		{"PLAIN after 334", []string{"AUTH PLAIN", plain("alice", "wrong")}},
-		{"LOGIN", []string{"AUTH LOGIN", base64.StdEncoding.EncodeToString([]byte("alice")), base64.StdEncoding.EncodeToString([]byte("wrong"))}},
-		{"unknown user", []string{"AUTH PLAIN " + plain("mallory", "pw")}},
+		{"PLAIN with initial response", 0, []string{"AUTH PLAIN " + plain("alice", "wrong")}},
+		{"PLAIN after 334", 0, []string{"AUTH PLAIN", plain("alice", "wrong")}},
+		{"LOGIN", 0, []string{"AUTH LOGIN", base64.StdEncoding.EncodeToString([]byte("alice")), base64.StdEncoding.EncodeToString([]byte("wrong"))}},
+		{"unknown user", 0, []string{"AUTH PLAIN " + plain("mallory", "pw")}},
+		{"slow check", 200 * time.Millisecond, []string{"AUTH PLAIN " + plain("alice", "wrong")}},
+		{"authorization identity refused before any check", 0,
+			[]string{"AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("bob\x00alice\x00pw"))}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := &checkingBackend{failDelay: delay}
-			c := dial(t, startServer(t, smtpd.Config{}, b))
+			b := &checkingBackend{failDelay: tc.check}
+			c := dial(t, startServer(t, smtpd.Config{AuthFailureDelay: delay}, b))
 			c.expect("220 ")
 			c.ehlo()
 			for _, l := range tc.send[:len(tc.send)-1] {
@@ -173,8 +178,8 @@ func TestAuth_failureIsAnsweredAfterTheBackend(t *testing.T) {
 			start := time.Now()
 			c.send(tc.send[len(tc.send)-1] + "\r\n")
 			c.expect("535 5.7.8")
-			if d := time.Since(start); d < delay {
-				t.Errorf("535 after %v, before the backend's %v delay", d, delay)
+			if d := time.Since(start); d < delay || d > delay+slack {
+				t.Errorf("535 after %v, want %v (+%v at most)", d, delay, slack)
 			}
 		})
 	}
@@ -249,5 +254,203 @@ func TestAuth_longLines(t *testing.T) {
 			c.send("NOOP\r\n")
 			c.expect("250 ")
 		})
+	}
+}
+
+// keyedBackend is fakeBackend whose user alice also answers to the name
+// "id-alice", as an account answers to its email and its account_id.
+type keyedBackend struct{ fakeBackend }
+
+func (b *keyedBackend) Login(ctx context.Context, c *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
+	if user == "id-alice" {
+		user = "alice"
+	}
+	return b.fakeBackend.Login(ctx, c, user, pass)
+}
+
+func (b *keyedBackend) AuthKey(user string) string {
+	if user == "alice" || user == "id-alice" {
+		return "account:alice"
+	}
+	return "name:" + user
+}
+
+// TestAuth_failureLimits: the limits per address and per user hold for
+// every client, trusted ones with their own larger limits (issue 16,
+// finding 3: they were exempt, and guessed without end), and count by
+// account, not by name (finding 2: the account_id was a second budget).
+func TestAuth_failureLimits(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		cfg     smtpd.Config
+		src     string     // client address; 127.0.0.1 is trusted
+		users   []string   // one wrong guess each, in order
+		refused int        // index of the first guess refused with 421
+		backend func() smtpd.Backend
+	}{
+		{"trusted client, per address", smtpd.Config{TrustedAuthFailuresPerIP: 4, MaxAuthFailuresPerIP: 2},
+			"127.0.0.1", []string{"u1", "u2", "u3", "u4", "u5"}, 4, nil},
+		{"trusted client, per user", smtpd.Config{TrustedAuthFailuresPerUser: 3, MaxAuthFailuresPerUser: 1},
+			"127.0.0.1", []string{"alice", "alice", "alice", "alice"}, 3, nil},
+		{"untrusted client, per address", smtpd.Config{TrustedAuthFailuresPerIP: 100, MaxAuthFailuresPerIP: 2},
+			"127.0.0.2", []string{"u1", "u2", "u3"}, 2, nil},
+		{"email and account_id are one budget", smtpd.Config{MaxAuthFailuresPerUser: 2},
+			"127.0.0.2", []string{"alice", "id-alice", "id-alice"}, 2, func() smtpd.Backend { return &keyedBackend{} }},
+		{"unknown names are counted", smtpd.Config{MaxAuthFailuresPerUser: 2},
+			"127.0.0.2", []string{"mallory", "MALLORY", "mallory"}, 2, func() smtpd.Backend { return &keyedBackend{} }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var b smtpd.Backend = &fakeBackend{}
+			if tc.backend != nil {
+				b = tc.backend()
+			}
+			cfg := tc.cfg
+			cfg.MaxBadCommands = 100
+			srv, _, tlsAddr, _, roots, _ := tlsServer(t, cfg, b)
+			var c *client
+			for i, u := range tc.users {
+				if c == nil {
+					c = dialTLS(t, tlsAddr, tc.src, clientTLS(roots))
+					c.expect("220 ")
+					c.ehlo()
+				}
+				c.send("AUTH PLAIN " + plain(u, "wrong") + "\r\n")
+				if i < tc.refused {
+					c.expect("535 5.7.8")
+					continue
+				}
+				c.expect("421 4.7.0")
+				c.expectClosed()
+				c = nil
+			}
+			if st := srv.Stats(); st.AuthRefused != int64(len(tc.users)-tc.refused) {
+				t.Errorf("AuthRefused = %d, want %d", st.AuthRefused, len(tc.users)-tc.refused)
+			}
+		})
+	}
+}
+
+// slowBackend is fakeBackend whose wrong passwords take until release is
+// closed to be found out; it records how many checks run at once and the
+// order in which users reached it.
+type slowBackend struct {
+	fakeBackend
+	release chan struct{}
+
+	mu           sync.Mutex
+	running, max int
+	order        []string
+}
+
+func (b *slowBackend) Login(ctx context.Context, c *smtpd.ConnInfo, user, pass string) (smtpd.Sender, error) {
+	b.mu.Lock()
+	b.running++
+	b.max = max(b.max, b.running)
+	b.order = append(b.order, user)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.running--
+		b.mu.Unlock()
+	}()
+	b.mu.Lock()
+	release := b.release
+	b.mu.Unlock()
+	if pass != "pw" {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	return b.fakeBackend.Login(ctx, c, user, pass)
+}
+
+func (b *slowBackend) reached() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.order...)
+}
+
+// TestAuth_passwordChecksAreBounded: no more than MaxAuthChecks passwords
+// are checked at once, however many clients try; waiting ones are served
+// fewest recent failures first, so a client that has not failed goes
+// ahead of a guesser's queue; and a wait longer than AuthQueueTimeout ends
+// in 454 4.7.0 (issue 16, finding 3).
+func TestAuth_passwordChecksAreBounded(t *testing.T) {
+	t.Parallel()
+	b := &slowBackend{release: make(chan struct{})}
+	srv, addr, _ := startServers(t, smtpd.Config{MaxAuthChecks: 2, TrustedAuthFailuresPerIP: 1000,
+		TrustedAuthFailuresPerUser: 1000, MaxBadCommands: 1000, AuthQueueTimeout: time.Minute}, b, false)
+	open := func(src string) *client {
+		c := dialFrom(t, addr, src)
+		c.expect("220 ")
+		c.ehlo()
+		return c
+	}
+	// The guesser's earlier failures: they set its place in the queue.
+	g := open("127.0.0.2")
+	close(b.release)
+	for range 3 {
+		g.send("AUTH PLAIN " + plain("guess", "wrong") + "\r\n")
+		g.expect("535 ")
+	}
+	b.mu.Lock()
+	b.release = make(chan struct{}) // no check ends now
+	b.mu.Unlock()
+	var guessers []*client
+	for range 8 {
+		c := open("127.0.0.2")
+		c.send("AUTH PLAIN " + plain("guess", "wrong") + "\r\n")
+		guessers = append(guessers, c)
+	}
+	waitFor(t, "6 guesses to wait for a slot", func() bool { return srv.Stats().AuthWaiting == 6 })
+	legit := open("127.0.0.3")
+	legit.send("AUTH PLAIN " + plain("alice", "pw") + "\r\n")
+	waitFor(t, "the client to wait too", func() bool { return srv.Stats().AuthWaiting == 7 })
+	b.mu.Lock()
+	close(b.release)
+	b.mu.Unlock()
+	legit.expect("235 ")
+	for _, c := range guessers {
+		c.expect("535 ")
+	}
+	order := b.reached()
+	// The first 3 guesses, 2 that took the slots, then the client.
+	if got := order[5]; got != "alice" {
+		t.Errorf("checks ran in the order %v; want alice right after the 2 slots' holders", order)
+	}
+	b.mu.Lock()
+	most := b.max
+	b.mu.Unlock()
+	if most > 2 {
+		t.Errorf("%d checks ran at once, MaxAuthChecks 2", most)
+	}
+}
+
+// TestAuth_queueTimeout: a check that cannot get a slot within
+// AuthQueueTimeout is answered 454 4.7.0, not counted as a failure.
+func TestAuth_queueTimeout(t *testing.T) {
+	t.Parallel()
+	b := &slowBackend{release: make(chan struct{})}
+	srv, addr, _ := startServers(t, smtpd.Config{MaxAuthChecks: 1, AuthQueueTimeout: 100 * time.Millisecond}, b, false)
+	hold := dialFrom(t, addr, "127.0.0.2")
+	hold.expect("220 ")
+	hold.ehlo()
+	hold.send("AUTH PLAIN " + plain("guess", "wrong") + "\r\n")
+	waitFor(t, "the slot to be taken", func() bool { return len(b.reached()) == 1 })
+	c := dialFrom(t, addr, "127.0.0.3")
+	c.expect("220 ")
+	c.ehlo()
+	c.send("AUTH PLAIN " + plain("alice", "pw") + "\r\n")
+	c.expect("454 4.7.0")
+	close(b.release)
+	hold.expect("535 ")
+	c.send("AUTH PLAIN " + plain("alice", "pw") + "\r\n")
+	c.expect("235 ")
+	if st := srv.Stats(); st.AuthBusy != 1 || st.AuthFailures != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -25,6 +25,16 @@ type Backend interface {
 	Login(ctx context.Context, c *ConnInfo, user, password string) (Sender, error)
 }
 
+// AuthKeyer is implemented by a Backend whose users have several names
+// (an account's email and its account_id). AuthKey returns the key that
+// failed AUTHs for user count under: one per account, so that a second
+// name is not a second failure budget, and the name itself for a name
+// that is no account, so unknown names are counted too. Without it the
+// lower-cased username is the key.
+type AuthKeyer interface {
+	AuthKey(user string) string
+}
+
 // Sender is an authenticated client identity.
 type Sender interface {
 	// Begin starts a mail transaction when a MAIL command arrives. An error

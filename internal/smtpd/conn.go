@@ -50,6 +50,10 @@ type conn struct {
 	implicitTLS bool         // ServeTLS: handshake before the greeting
 	trusted     bool         // the client address is in Config.Trusted
 	ipKey       netip.Prefix // the client's unit for per-address limits
+	countedIP   bool         // the connection holds a place in Server.perIP
+	// authBy is when the connection must have completed AUTH
+	// (Config.AuthTimeout); zero for no limit.
+	authBy time.Time
 
 	stopping atomic.Bool
 	idle     atomic.Bool // waiting for a command between transactions
@@ -130,7 +134,12 @@ func (c *conn) serve(ctx context.Context) {
 	if !c.start(ctx) {
 		return
 	}
-	defer c.srv.perIP.release(c.ipKey)
+	if c.countedIP {
+		defer c.srv.perIP.release(c.ipKey)
+	}
+	if d := c.srv.cfg.AuthTimeout; d > 0 {
+		c.authBy = time.Now().Add(d)
+	}
 	c.srv.stats.accepted.Add(1)
 	c.log.Debug("connect", "tls", c.info.TLS, "trusted", c.trusted)
 	c.reply(reply.New(220, "", c.srv.cfg.Hostname+" ESMTP xoauth2-proxy ready"))
@@ -175,6 +184,10 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case c.stopping.Load() && isTimeout(err):
 		c.reply(reply.New(421, "4.3.2", c.srv.cfg.Hostname+" shutting down"))
+	case isTimeout(err) && c.authExpired():
+		c.srv.stats.authTimeouts.Add(1)
+		c.log.Info("closing: no AUTH in time", "limit", c.srv.cfg.AuthTimeout)
+		c.reply(reply.New(421, "4.7.0", c.srv.cfg.Hostname+" authentication required in time, closing"))
 	case isTimeout(err):
 		c.srv.stats.timeouts.Add(1)
 		c.log.Info("closing: client timeout")
@@ -218,7 +231,10 @@ func (c *conn) start(ctx context.Context) bool {
 	c.baseLog = c.log
 	c.trusted = inNetworks(c.info.Remote.Addr(), cfg.Trusted)
 	c.ipKey = ipKey(c.info.Remote.Addr())
-	if !c.srv.perIP.acquire(c.ipKey, cfg.MaxConnectionsPerIP) {
+	// Trusted networks have no per-address cap (issue 16, finding 5):
+	// the local MTA is one address with thousands of sessions.
+	c.countedIP = !c.trusted
+	if c.countedIP && !c.srv.perIP.acquire(c.ipKey, cfg.MaxConnectionsPerIP) {
 		c.srv.stats.refusedPerIP.Add(1)
 		c.log.Warn("connection refused: per-address limit", "limit", cfg.MaxConnectionsPerIP)
 		if !c.implicitTLS {
@@ -232,7 +248,9 @@ func (c *conn) start(ctx context.Context) bool {
 		pre, _ := c.br.Peek(c.br.Buffered())
 		under := &prefixConn{Conn: c.raw, pre: append([]byte(nil), pre...)}
 		if err := c.handshake(ctx, under); err != nil {
-			c.srv.perIP.release(c.ipKey)
+			if c.countedIP {
+				c.srv.perIP.release(c.ipKey)
+			}
 			return false
 		}
 		c.srv.stats.implicitTLS.Add(1)
@@ -242,6 +260,12 @@ func (c *conn) start(ctx context.Context) bool {
 
 func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// authExpired reports that the connection has had its AuthTimeout
+// without completing AUTH.
+func (c *conn) authExpired() bool {
+	return c.sender == nil && !c.authBy.IsZero() && !time.Now().Before(c.authBy)
 }
 
 // flush writes the queued replies.
@@ -258,7 +282,11 @@ func (c *conn) readLine(max int) (string, error) {
 			return "", err
 		}
 		c.idle.Store(c.txn == nil)
-		_ = c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.CommandTimeout))
+		deadline := time.Now().Add(c.srv.cfg.CommandTimeout)
+		if c.sender == nil && !c.authBy.IsZero() && c.authBy.Before(deadline) {
+			deadline = c.authBy
+		}
+		_ = c.raw.SetReadDeadline(deadline)
 		if c.stopping.Load() && c.txn == nil {
 			_ = c.raw.SetReadDeadline(time.Now())
 		}
@@ -342,9 +370,11 @@ func (c *conn) command(ctx context.Context, line string) {
 	case "AUTH":
 		c.auth(ctx, arg)
 	case "RSET":
+		c.idleBeforeAuth()
 		c.endTxn()
 		c.reply(reply.New(250, "2.0.0", "OK"))
 	case "NOOP":
+		c.idleBeforeAuth()
 		c.reply(reply.New(250, "2.0.0", "OK"))
 	case "QUIT":
 		c.reply(reply.New(221, "2.0.0", c.srv.cfg.Hostname+" closing connection"))
@@ -356,9 +386,19 @@ func (c *conn) command(ctx context.Context, line string) {
 	case "BDAT":
 		c.replyBad(reply.New(502, "5.5.1", "CHUNKING not offered"))
 	case "HELP":
+		c.idleBeforeAuth()
 		c.reply(reply.New(214, "2.0.0", "See RFC 5321"))
 	default:
 		c.replyBad(replyUnknown)
+	}
+}
+
+// idleBeforeAuth counts a command that does nothing (NOOP, RSET, HELP)
+// before AUTH toward MaxBadCommands: a client that only keeps the
+// connection open holds a place other clients need (issue 16, finding 4).
+func (c *conn) idleBeforeAuth() {
+	if c.sender == nil {
+		c.bad++
 	}
 }
 

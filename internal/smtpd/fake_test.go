@@ -140,6 +140,9 @@ func startServers(t *testing.T, cfg smtpd.Config, b smtpd.Backend, implicitTLS b
 	if err != nil {
 		t.Fatal(err)
 	}
+	if cfg.AuthFailureDelay == 0 {
+		cfg.AuthFailureDelay = -1 // the tests of the delay set their own
+	}
 	srv = smtpd.New(cfg, b)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

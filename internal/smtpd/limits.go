@@ -75,8 +75,12 @@ var (
 	errAuthOverUser = errors.New("auth failures per username over the limit")
 )
 
+// authLimits are the failures allowed per window: one pair for trusted
+// networks, a stricter one for everyone else.
+type authLimits struct{ perIP, perUser int }
+
 // authLimiter counts failed AUTH attempts per client address and per
-// username in fixed one-minute windows.
+// user key (an account, or an unknown name) in fixed one-minute windows.
 //
 // An attempt whose password is being checked counts against the budget
 // too (reserve, then done): attempts running in parallel cannot all pass
@@ -88,8 +92,7 @@ var (
 // at most the limit's number of passwords can fail per window; an attempt
 // reserved at the end of one window may fail in the next.
 type authLimiter struct {
-	now           func() time.Time
-	perIP, perUsr int
+	now func() time.Time
 
 	mu        sync.Mutex // guards ips, users, lastSweep, wake
 	ips       map[netip.Prefix]*window
@@ -112,11 +115,14 @@ type attempt struct {
 	ip      *window
 	user    *window
 	failed  bool // the password was wrong: done counts a failure
+	// prio is the failures of the address and the user key in their
+	// current windows when the attempt was reserved: its place in the
+	// authGate's queue.
+	prio int
 }
 
-func newAuthLimiter(now func() time.Time, perIP, perUser int) *authLimiter {
-	return &authLimiter{now: now, perIP: perIP, perUsr: perUser,
-		ips: make(map[netip.Prefix]*window), users: make(map[string]*window)}
+func newAuthLimiter(now func() time.Time) *authLimiter {
+	return &authLimiter{now: now, ips: make(map[netip.Prefix]*window), users: make(map[string]*window)}
 }
 
 func userKey(user string) string {
@@ -127,10 +133,10 @@ func userKey(user string) string {
 }
 
 // blockedIP reports whether key has used up its failures.
-func (l *authLimiter) blockedIP(key netip.Prefix) bool {
+func (l *authLimiter) blockedIP(key netip.Prefix, lim authLimits) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return over(l.ips[key], l.now(), l.perIP)
+	return over(l.ips[key], l.now(), lim.perIP)
 }
 
 func over(w *window, now time.Time, limit int) bool {
@@ -149,12 +155,20 @@ func busy(w *window, now time.Time, limit int) bool {
 	return n >= limit
 }
 
+// failures returns w's failures in its current window.
+func failures(w *window, now time.Time) int {
+	if w == nil || now.Sub(w.start) >= authWindow {
+		return 0
+	}
+	return w.n
+}
+
 // reserve takes a place for one attempt by key and user before its
 // password is checked, waiting while the places are taken by attempts in
 // flight. It fails with errAuthOverIP or errAuthOverUser when the
 // failures have reached a limit, and with ctx's error when ctx ends
 // first. Every reserved attempt must be ended with done.
-func (l *authLimiter) reserve(ctx context.Context, key netip.Prefix, user string) (*attempt, error) {
+func (l *authLimiter) reserve(ctx context.Context, key netip.Prefix, user string, lim authLimits) (*attempt, error) {
 	uk := userKey(user)
 	l.mu.Lock()
 	for {
@@ -162,14 +176,15 @@ func (l *authLimiter) reserve(ctx context.Context, key netip.Prefix, user string
 		l.sweepIfDue(now)
 		ipw, uw := l.ips[key], l.users[uk]
 		switch {
-		case over(ipw, now, l.perIP):
+		case over(ipw, now, lim.perIP):
 			l.mu.Unlock()
 			return nil, errAuthOverIP
-		case over(uw, now, l.perUsr):
+		case over(uw, now, lim.perUser):
 			l.mu.Unlock()
 			return nil, errAuthOverUser
-		case !busy(ipw, now, l.perIP) && !busy(uw, now, l.perUsr):
-			a := &attempt{ipKey: key, userKey: uk, ip: entry(l.ips, key, now), user: entry(l.users, uk, now)}
+		case !busy(ipw, now, lim.perIP) && !busy(uw, now, lim.perUser):
+			a := &attempt{ipKey: key, userKey: uk, ip: entry(l.ips, key, now), user: entry(l.users, uk, now),
+				prio: failures(ipw, now) + failures(uw, now)}
 			for _, w := range []*window{a.ip, a.user} {
 				if w != nil {
 					w.inflight++
@@ -221,17 +236,6 @@ func (l *authLimiter) done(a *attempt) {
 	}
 }
 
-// fail counts one failed attempt for key and user that was not reserved
-// (refused before any password check).
-func (l *authLimiter) fail(key netip.Prefix, user string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	l.sweepIfDue(now)
-	count(l.ips, key, now)
-	count(l.users, userKey(user), now)
-}
-
 // sweepIfDue drops expired entries once a minute, or every 10s while a
 // map is full; never on every call, which a full map would make slow.
 func (l *authLimiter) sweepIfDue(now time.Time) {
@@ -268,8 +272,3 @@ func entry[K comparable](m map[K]*window, k K, now time.Time) *window {
 	return w
 }
 
-func count[K comparable](m map[K]*window, k K, now time.Time) {
-	if w := entry(m, k, now); w != nil {
-		w.n++
-	}
-}

@@ -30,36 +30,48 @@ func TestIPKey_countsIPv6PerSlash64(t *testing.T) {
 func TestAuthLimiter_windowsAndBounds(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_700_000_000, 0)
-	l := newAuthLimiter(func() time.Time { return now }, 2, 2)
+	l := newAuthLimiter(func() time.Time { return now })
+	lim := authLimits{perIP: 2, perUser: 2}
+	// Each name from its own address, so that the per-address limit does
+	// not refuse the attempts the per-user part of the test needs.
+	fail := func(ip netip.Prefix, user string) {
+		t.Helper()
+		a, err := l.reserve(context.Background(), ip, user, authLimits{perIP: 1 << 30, perUser: 1 << 30})
+		if err != nil {
+			t.Fatalf("reserve %s: %v", user, err)
+		}
+		a.failed = true
+		l.done(a)
+	}
 	ip := ipKey(netip.MustParseAddr("192.0.2.1"))
-	blockedUser := func(u string) bool { return over(l.users[userKey(u)], now, l.perUsr) }
-	l.fail(ip, "Alice")
-	if l.blockedIP(ip) || blockedUser("alice") {
+	blockedUser := func(u string) bool { return over(l.users[userKey(u)], now, lim.perUser) }
+	fail(ip, "Alice")
+	if l.blockedIP(ip, lim) || blockedUser("alice") {
 		t.Fatal("blocked after one failure")
 	}
-	l.fail(ip, "ALICE")
-	if !l.blockedIP(ip) || !blockedUser("alice") {
+	fail(ip, "ALICE")
+	if !l.blockedIP(ip, lim) || !blockedUser("alice") {
 		t.Fatal("not blocked after two failures")
 	}
 	now = now.Add(authWindow)
-	if l.blockedIP(ip) || blockedUser("alice") {
+	if l.blockedIP(ip, lim) || blockedUser("alice") {
 		t.Fatal("still blocked after the window")
 	}
 	long := strings.Repeat("x", 10_000)
-	l.fail(ip, long+"a")
-	l.fail(ip, long+"b")
+	fail(ip, long+"a")
+	fail(ip, long+"b")
 	if !blockedUser(long + "c") {
 		t.Error("long names are not truncated to one key")
 	}
 
 	for i := range maxAuthKeys + 10 {
-		l.fail(ip, "user"+strconv.Itoa(i))
+		fail(ip, "user"+strconv.Itoa(i))
 	}
 	if n := len(l.users); n > maxAuthKeys {
 		t.Errorf("%d user entries, bound %d", n, maxAuthKeys)
 	}
 	now = now.Add(2 * authWindow)
-	l.fail(ip, "fresh")
+	fail(ip, "fresh")
 	if n := len(l.users); n != 1 {
 		t.Errorf("%d user entries after they all expired, want 1", n)
 	}
@@ -86,11 +98,12 @@ func TestAuthLimiter_attemptsInFlightCount(t *testing.T) {
 			t.Parallel()
 			var mu sync.Mutex
 			now := start
-			l := newAuthLimiter(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }, tc.perIP, tc.perUsr)
+			l := newAuthLimiter(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+			lim := authLimits{perIP: tc.perIP, perUser: tc.perUsr}
 			ctx := context.Background()
 			reserve := func(user string) *attempt {
 				t.Helper()
-				a, err := l.reserve(ctx, ip, user)
+				a, err := l.reserve(ctx, ip, user, lim)
 				if err != nil {
 					t.Fatalf("reserve: %v", err)
 				}
@@ -100,7 +113,7 @@ func TestAuthLimiter_attemptsInFlightCount(t *testing.T) {
 			// Both places are taken: a third attempt waits (here until
 			// its context ends) rather than being checked or refused.
 			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-			_, err := l.reserve(short, ip, "alice")
+			_, err := l.reserve(short, ip, "alice", lim)
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("third attempt: %v, want it to wait until its context ends", err)
@@ -109,7 +122,7 @@ func TestAuthLimiter_attemptsInFlightCount(t *testing.T) {
 			a3 := reserve("alice")
 			waiter := make(chan error, 1)
 			go func() {
-				a, err := l.reserve(ctx, ip, "alice")
+				a, err := l.reserve(ctx, ip, "alice", lim)
 				if a != nil {
 					l.done(a)
 				}

@@ -3,6 +3,7 @@ package smtpd_test
 import (
 	"errors"
 	"io"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,7 +59,8 @@ func (c *client) expectClosed() string {
 
 func TestLimits_connectionsPerAddress(t *testing.T) {
 	t.Parallel()
-	srv, addr, _ := startServers(t, smtpd.Config{MaxConnectionsPerIP: 3}, &fakeBackend{}, false)
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	srv, addr, _ := startServers(t, smtpd.Config{MaxConnectionsPerIP: 3, Trusted: trusted}, &fakeBackend{}, false)
 	var held []*client
 	for range 3 {
 		c := dialFrom(t, addr, "127.0.0.2")
@@ -76,6 +78,24 @@ func TestLimits_connectionsPerAddress(t *testing.T) {
 	waitFor(t, "a slot to free up", func() bool { return srv.Open() == 3 })
 	again := dialFrom(t, addr, "127.0.0.2")
 	again.expect("220 ")
+}
+
+// TestLimits_trustedNetworksHaveNoPerAddressCap: the local MTA opens one
+// connection per virtual MTA and session from one address; like Postfix
+// for $mynetworks, the per-address cap does not apply to trusted
+// networks, and the total cap still does (issue 16, finding 5).
+func TestLimits_trustedNetworksHaveNoPerAddressCap(t *testing.T) {
+	t.Parallel()
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	srv, addr, _ := startServers(t, smtpd.Config{MaxConnectionsPerIP: 2, MaxConnections: 6, Trusted: trusted}, &fakeBackend{}, false)
+	for range 5 {
+		dialFrom(t, addr, "127.0.0.1").expect("220 ")
+	}
+	dialFrom(t, addr, "127.0.0.2").expect("220 ")
+	dialFrom(t, addr, "127.0.0.1").expect("421 4.7.0") // the total cap of 6
+	if st := srv.Stats(); st.RefusedPerIP != 0 || st.RefusedLimit != 1 {
+		t.Errorf("stats %+v", st)
+	}
 }
 
 func TestLimits_connectionsInTotal(t *testing.T) {
@@ -182,7 +202,7 @@ func TestLimits_badCommands(t *testing.T) {
 	srv, addr, _ := startServers(t, smtpd.Config{MaxBadCommands: 3}, &fakeBackend{}, false)
 	c := dial(t, addr)
 	c.expect("220 ")
-	c.send("FOO\r\nBAR\r\nNOOP\r\nBAZ\r\nNOOP\r\n")
+	c.send("FOO\r\nBAR\r\nEHLO x\r\nBAZ\r\nEHLO x\r\n")
 	c.expect("500 ")
 	c.expect("500 ")
 	c.expect("250 ")
@@ -289,7 +309,8 @@ func TestLimits_timeouts(t *testing.T) {
 // never reads; the write deadline frees the connection.
 func TestLimits_clientThatDoesNotRead(t *testing.T) {
 	t.Parallel()
-	srv, addr, _ := startServers(t, smtpd.Config{CommandTimeout: 300 * time.Millisecond}, &fakeBackend{}, false)
+	// NOOPs before AUTH count as bad commands: allow them all here.
+	srv, addr, _ := startServers(t, smtpd.Config{CommandTimeout: 300 * time.Millisecond, MaxBadCommands: 1 << 30}, &fakeBackend{}, false)
 	c := dial(t, addr)
 	if tc, ok := c.nc.(interface{ SetReadBuffer(int) error }); ok {
 		_ = tc.SetReadBuffer(4096)
@@ -394,6 +415,74 @@ func TestLimits_sequenceErrorsCount(t *testing.T) {
 			}
 			c.send("QUIT\r\n")
 			c.expect("221 ")
+		})
+	}
+}
+
+// TestLimits_unauthenticatedConnections: a connection that does not
+// complete AUTH within AuthTimeout is closed with 421 4.7.0, however
+// often it sends a NOOP; and NOOP, RSET and HELP before AUTH count toward
+// MaxBadCommands (issue 16, finding 4: a NOOP every few minutes held a
+// connection forever).
+func TestLimits_unauthenticatedConnections(t *testing.T) {
+	t.Parallel()
+	t.Run("lifetime", func(t *testing.T) {
+		t.Parallel()
+		srv, addr, _ := startServers(t, smtpd.Config{AuthTimeout: 300 * time.Millisecond, MaxBadCommands: 1000}, &fakeBackend{}, false)
+		c := dial(t, addr)
+		c.expect("220 ")
+		start := time.Now()
+		for time.Since(start) < 2*time.Second {
+			c.send("NOOP\r\n")
+			if l := c.expect(""); strings.HasPrefix(l, "421 ") {
+				if !strings.HasPrefix(l, "421 4.7.0") {
+					t.Errorf("got %q, want 421 4.7.0", l)
+				}
+				c.expectClosed()
+				if st := srv.Stats(); st.AuthTimeouts != 1 {
+					t.Errorf("AuthTimeouts = %d, want 1", st.AuthTimeouts)
+				}
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatal("the connection outlived AuthTimeout by seconds")
+	})
+	t.Run("an authenticated connection stays", func(t *testing.T) {
+		t.Parallel()
+		_, addr, _ := startServers(t, smtpd.Config{AuthTimeout: 200 * time.Millisecond}, &fakeBackend{}, false)
+		c := dial(t, addr)
+		c.expect("220 ")
+		c.ehlo()
+		c.send(authAlice)
+		c.expect("235 ")
+		time.Sleep(400 * time.Millisecond)
+		c.send("NOOP\r\n")
+		c.expect("250 ")
+	})
+	for _, cmd := range []string{"NOOP", "RSET", "HELP"} {
+		t.Run(cmd+" counts before AUTH", func(t *testing.T) {
+			t.Parallel()
+			_, addr, _ := startServers(t, smtpd.Config{MaxBadCommands: 3}, &fakeBackend{}, false)
+			c := dial(t, addr)
+			c.expect("220 ")
+			c.ehlo()
+			c.send(cmd + "\r\n" + cmd + "\r\n" + cmd + "\r\n")
+			for range 3 {
+				c.expect("2")
+			}
+			c.expect("421 4.7.0 Too many errors")
+			c.expectClosed()
+			// After AUTH they are free.
+			c = dial(t, addr)
+			c.expect("220 ")
+			c.ehlo()
+			c.send(authAlice)
+			c.expect("235 ")
+			for range 5 {
+				c.send(cmd + "\r\n")
+				c.expect("2")
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,10 @@ type Config struct {
 	MaxConnections  int    // open client connections; over it: 421 4.7.0 and close. Default 10000
 	// MaxConnectionsPerIP caps the open connections of one client address
 	// (IPv6: one /64), counted after the PROXY header; over it: 421 4.7.0
-	// and close. Default 1000.
+	// and close. Clients in Trusted are exempt, as Postfix exempts
+	// $mynetworks from its connection limits: the local MTA opens one
+	// connection per virtual MTA and session (MaxConnections still
+	// holds). Default 1000.
 	MaxConnectionsPerIP int
 	MaxBadCommands      int // unknown, invalid or out-of-sequence commands per connection before 421; default 20
 	// MaxAuthFailuresPerIP and MaxAuthFailuresPerUser are the failed AUTH
@@ -36,9 +40,36 @@ type Config struct {
 	// does not count. An attempt whose password is being checked holds a
 	// place until it is answered; while failures and such attempts fill a
 	// limit, further attempts wait, so parallel guesses cannot pass it.
-	// Clients in Trusted are exempt. Default 10 each.
+	// The username counts by account when the Backend is an AuthKeyer,
+	// so an account's second name is not a second budget. Default 10
+	// each.
 	MaxAuthFailuresPerIP   int
 	MaxAuthFailuresPerUser int
+	// TrustedAuthFailuresPerIP and TrustedAuthFailuresPerUser are the
+	// same limits for clients in Trusted: more generous, so that a local
+	// MTA with one wrong password is not refused for its other accounts,
+	// but there, so that a local process cannot guess without end.
+	// Default 100 and 30.
+	TrustedAuthFailuresPerIP   int
+	TrustedAuthFailuresPerUser int
+	// AuthFailureDelay is when every failed AUTH (535) is answered,
+	// counted from the moment its credentials arrived, whatever failed:
+	// an unknown name, a wrong password, a bcrypt or a plain-text one.
+	// The wait pads the check instead of following it, so the answer's
+	// timing tells nothing. Default 1s; negative: none.
+	AuthFailureDelay time.Duration
+	// MaxAuthChecks bounds the password checks (Backend.Login) running at
+	// once over the whole server; further AUTHs queue, those of clients
+	// with the fewest recent failures first. Default GOMAXPROCS, at
+	// least 2.
+	MaxAuthChecks int
+	// AuthQueueTimeout bounds an AUTH's wait in that queue; beyond it the
+	// client gets 454 4.7.0 and may try again. Default 10s.
+	AuthQueueTimeout time.Duration
+	// AuthTimeout is how long a connection may stay without completing
+	// AUTH, from its greeting; then 421 4.7.0 and close, whatever it
+	// sends meanwhile. Default 60s; negative: no limit.
+	AuthTimeout time.Duration
 	// CommandTimeout bounds the wait for the greeting's first command and
 	// every later one, and each write to the client; default 5m (RFC 5321
 	// §4.5.3.2.7).
@@ -56,9 +87,9 @@ type Config struct {
 	// GetCertificate (KeyPair.TLSConfig) so certificates can be replaced
 	// without a restart. nil: no STARTTLS; AUTH only from Trusted.
 	TLSConfig *tls.Config
-	// Trusted networks may AUTH without TLS and are exempt from the AUTH
-	// failure limits. nil means loopback (127.0.0.0/8, ::1); an empty,
-	// non-nil slice trusts no network.
+	// Trusted networks may AUTH without TLS, have their own AUTH failure
+	// limits and no per-address connection cap. nil means loopback
+	// (127.0.0.0/8, ::1); an empty, non-nil slice trusts no network.
 	Trusted []netip.Prefix
 	// ProxyProtocol lists the load balancers whose connections start with
 	// a PROXY protocol header (v1 or v2); the client address in it then
@@ -107,6 +138,24 @@ func (c *Config) setDefaults() {
 	if c.MaxAuthFailuresPerUser == 0 {
 		c.MaxAuthFailuresPerUser = 10
 	}
+	if c.TrustedAuthFailuresPerIP == 0 {
+		c.TrustedAuthFailuresPerIP = 100
+	}
+	if c.TrustedAuthFailuresPerUser == 0 {
+		c.TrustedAuthFailuresPerUser = 30
+	}
+	if c.AuthFailureDelay == 0 {
+		c.AuthFailureDelay = time.Second
+	}
+	if c.MaxAuthChecks == 0 {
+		c.MaxAuthChecks = max(2, runtime.GOMAXPROCS(0))
+	}
+	if c.AuthQueueTimeout == 0 {
+		c.AuthQueueTimeout = 10 * time.Second
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = time.Minute
+	}
 	if c.CommandTimeout == 0 {
 		c.CommandTimeout = 5 * time.Minute
 	}
@@ -137,6 +186,9 @@ type Stats struct {
 	RefusedLimit   int64 // refused over MaxConnections
 	RefusedPerIP   int64 // refused over MaxConnectionsPerIP
 	AuthRefused    int64 // AUTH refused with 421 over the failure limits
+	AuthBusy       int64 // AUTH answered 454: no password check slot within AuthQueueTimeout
+	AuthWaiting    int64 // AUTHs waiting for a password check slot now
+	AuthTimeouts   int64 // connections closed for not completing AUTH within AuthTimeout
 	Timeouts       int64 // connections closed for a timeout
 	TooManyErrors  int64 // connections closed over MaxBadCommands
 	TLSFailures    int64 // failed TLS handshakes (implicit and STARTTLS)
@@ -153,7 +205,7 @@ type Stats struct {
 type counters struct {
 	accepted, refusedLimit, refusedPerIP, authRefused, timeouts, tooManyErrors atomic.Int64
 	tlsFailures, proxyFailures, panics, authFailures, startTLS, implicitTLS    atomic.Int64
-	proxied                                                                    atomic.Int64
+	proxied, authBusy, authTimeouts                                            atomic.Int64
 	commands                                                                   [len(CommandNames)]atomic.Int64
 }
 
@@ -178,6 +230,7 @@ type Server struct {
 	log     *slog.Logger
 	stats   counters
 	auth    *authLimiter
+	gate    *authGate
 	perIP   ipCounter
 
 	open   atomic.Int64 // open connections
@@ -203,7 +256,8 @@ func New(cfg Config, backend Backend) *Server {
 		cfg:       cfg,
 		backend:   backend,
 		log:       cfg.Logger,
-		auth:      newAuthLimiter(cfg.Now, cfg.MaxAuthFailuresPerIP, cfg.MaxAuthFailuresPerUser),
+		auth:      newAuthLimiter(cfg.Now),
+		gate:      newAuthGate(cfg.MaxAuthChecks),
 		perIP:     ipCounter{n: make(map[netip.Prefix]int)},
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
@@ -222,6 +276,9 @@ func (s *Server) Stats() Stats {
 		RefusedLimit:   c.refusedLimit.Load(),
 		RefusedPerIP:   c.refusedPerIP.Load(),
 		AuthRefused:    c.authRefused.Load(),
+		AuthBusy:       c.authBusy.Load(),
+		AuthWaiting:    int64(s.gate.waiting()),
+		AuthTimeouts:   c.authTimeouts.Load(),
 		Timeouts:       c.timeouts.Load(),
 		TooManyErrors:  c.tooManyErrors.Load(),
 		TLSFailures:    c.tlsFailures.Load(),
