@@ -99,16 +99,9 @@ const PasswordCost = 12
 // Registry finds accounts by AUTH username. Its account set is replaced
 // as a whole by a reload; readers always see one consistent set.
 type Registry struct {
-	opts  Options
-	log   *slog.Logger
-	key [32]byte
-	// dummy is a bcrypt hash, of the cost of the configured hashes, that
-	// every failure without a hash of its own is checked against, so
-	// that each failure costs one check of the same cost. The answer's
-	// timing is the caller's to pad (smtpd's AuthFailureDelay); the
-	// checks' equal cost keeps the classes alike when a queue of checks
-	// delays them all.
-	dummy atomic.Pointer[[]byte]
+	opts Options
+	log  *slog.Logger
+	key  [32]byte
 
 	cur     atomic.Pointer[set]
 	mu      sync.Mutex     // serialises Replace and Close
@@ -137,41 +130,8 @@ func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, e
 	if err != nil {
 		return nil, err
 	}
-	if err := r.setDummy(s); err != nil {
-		return nil, err
-	}
 	r.cur.Store(s)
 	return r, nil
-}
-
-// setDummy makes the dummy hash of the highest cost among s's hashes
-// (bcrypt's least without any: then no check has a cost to match),
-// unless the current one has that cost.
-func (r *Registry) setDummy(s *set) error {
-	cost := 0
-	for _, a := range s.accounts {
-		if a.Cfg.PasswordHashed {
-			if c, err := bcrypt.Cost([]byte(a.Cfg.SMTPPassword.Reveal())); err == nil {
-				cost = max(cost, c)
-			}
-		}
-	}
-	if cost == 0 {
-		cost = bcrypt.MinCost
-	}
-	if d := r.dummy.Load(); d != nil {
-		if c, err := bcrypt.Cost(*d); err == nil && c == cost {
-			return nil
-		}
-	}
-	var pw [16]byte
-	_, _ = rand.Read(pw[:]) // never fails (crypto/rand)
-	h, err := bcrypt.GenerateFromPassword(pw[:], cost)
-	if err != nil {
-		return fmt.Errorf("account registry: %w", err)
-	}
-	r.dummy.Store(&h)
-	return nil
 }
 
 // build makes a new set from snap, reusing the accounts of old whose
@@ -233,9 +193,6 @@ func (r *Registry) Replace(snap *config.Snapshot, build Build) (Change, error) {
 	old := r.cur.Load()
 	s, gone, err := r.build(snap, build, old)
 	if err != nil {
-		return Change{}, err
-	}
-	if err := r.setDummy(s); err != nil {
 		return Change{}, err
 	}
 	r.cur.Store(s)
@@ -310,9 +267,12 @@ func (r *Registry) AuthKey(user string) string {
 }
 
 // Authenticate checks an AUTH username and password from remote. Every
-// failure is ErrBadCredentials and costs one bcrypt check of the same
-// cost; the caller pads the answer to a fixed time (smtpd's
-// AuthFailureDelay) and bounds the checks running at once.
+// failure is ErrBadCredentials. Only a bcrypt hash costs a check; an
+// unknown name or a wrong plain-text password is found at once, so
+// guesses at made-up names cost no CPU. The caller makes the classes
+// look alike: it answers every failure at one fixed time after the
+// credentials (smtpd's AuthFailureDelay, which must exceed a check) and
+// bounds the checks running at once.
 func (r *Registry) Authenticate(ctx context.Context, user, pass string, remote netip.Addr) (*Account, error) {
 	a := r.Lookup(user)
 	ok, why := r.check(a, pass, remote)
@@ -323,15 +283,8 @@ func (r *Registry) Authenticate(ctx context.Context, user, pass string, remote n
 	return nil, ErrBadCredentials
 }
 
-// burn checks pass against the dummy hash: the cost of a failure that
-// has no hash of its own to check.
-func (r *Registry) burn(pass string) {
-	_ = bcrypt.CompareHashAndPassword(*r.dummy.Load(), []byte(pass))
-}
-
 func (r *Registry) check(a *Account, pass string, remote netip.Addr) (bool, string) {
 	if a == nil {
-		r.burn(pass)
 		return false, "unknown user"
 	}
 	c := a.Cfg
@@ -341,7 +294,6 @@ func (r *Registry) check(a *Account, pass string, remote netip.Addr) (bool, stri
 				return true, ""
 			}
 		}
-		r.burn(pass)
 		return false, "account has no smtp_password and client is not in trusted_networks"
 	}
 	if !c.PasswordHashed {
@@ -349,7 +301,6 @@ func (r *Registry) check(a *Account, pass string, remote netip.Addr) (bool, stri
 		if subtle.ConstantTimeCompare([]byte(pass), []byte(want)) == 1 {
 			return true, ""
 		}
-		r.burn(pass)
 		return false, "wrong password"
 	}
 	mac := r.mac(a, pass)

@@ -46,7 +46,7 @@ type Listener struct {
 	MaxAuthFailuresPerUser int
 	// TrustedAuthFailuresPerIP and TrustedAuthFailuresPerUser are the
 	// same limits for clients in trusted_networks
-	// ("trusted_max_auth_failures_per_ip", default 100;
+	// ("trusted_max_auth_failures_per_ip", default 300;
 	// "trusted_max_auth_failures_per_user", default 30).
 	TrustedAuthFailuresPerIP   int
 	TrustedAuthFailuresPerUser int
@@ -85,7 +85,7 @@ func defaultListener() Listener {
 		MaxBadCommands:             20,
 		MaxAuthFailuresPerIP:       10,
 		MaxAuthFailuresPerUser:     10,
-		TrustedAuthFailuresPerIP:   100,
+		TrustedAuthFailuresPerIP:   300,
 		TrustedAuthFailuresPerUser: 30,
 		MaxCommandLineBytes:        2048,
 		MaxAuthLineBytes:           12288,

@@ -51,9 +51,10 @@ func TestLoad_listenerDefaults(t *testing.T) {
 	}
 	want := config.Listener{
 		MaxConnectionsPerIP: 1000, MaxBadCommands: 20, MaxAuthFailuresPerIP: 10, MaxAuthFailuresPerUser: 10,
+		TrustedAuthFailuresPerIP: 300, TrustedAuthFailuresPerUser: 30,
 		MaxCommandLineBytes: 2048, MaxAuthLineBytes: 12288,
 		CommandTimeout: 5 * time.Minute, DataBlockTimeout: 3 * time.Minute, DataTimeout: 10 * time.Minute,
-		HandshakeTimeout: time.Minute,
+		HandshakeTimeout: time.Minute, AuthTimeout: time.Minute, AuthQueueTimeout: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(s.Global.Listener, want) {
 		t.Errorf("listener = %+v, want %+v", s.Global.Listener, want)
@@ -72,9 +73,12 @@ func TestLoad_listenerKeys(t *testing.T) {
 			         "proxy_protocol": true, "proxy_protocol_networks": ["10.0.0.0/8", "192.0.2.7"],
 			         "max_connections_per_ip": 50, "max_bad_commands": 5,
 			         "max_auth_failures_per_ip": 3, "max_auth_failures_per_user": 4,
+			         "trusted_max_auth_failures_per_ip": 40, "trusted_max_auth_failures_per_user": 6,
+			         "max_concurrent_auth_checks": 3,
 			         "max_command_line_length": 4096, "max_auth_line_length": 20000},
 			"timeouts": {"client_command_timeout": 60, "client_data_block_timeout": 30,
-			             "client_data_timeout": 120, "client_handshake_timeout": 5.5}}}`,
+			             "client_data_timeout": 120, "client_handshake_timeout": 5.5,
+			             "client_auth_timeout": 20, "client_auth_queue_timeout": 2}}}`,
 	})
 	s, ws, err := loadDir(t, dir)
 	if err != nil {
@@ -88,9 +92,10 @@ func TestLoad_listenerKeys(t *testing.T) {
 		ProxyProtocol:         true,
 		ProxyProtocolNetworks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
 		MaxConnectionsPerIP:   50, MaxBadCommands: 5, MaxAuthFailuresPerIP: 3, MaxAuthFailuresPerUser: 4,
+		TrustedAuthFailuresPerIP: 40, TrustedAuthFailuresPerUser: 6, MaxAuthChecks: 3,
 		MaxCommandLineBytes: 4096, MaxAuthLineBytes: 20000,
 		CommandTimeout: time.Minute, DataBlockTimeout: 30 * time.Second, DataTimeout: 2 * time.Minute,
-		HandshakeTimeout: 5500 * time.Millisecond,
+		HandshakeTimeout: 5500 * time.Millisecond, AuthTimeout: 20 * time.Second, AuthQueueTimeout: 2 * time.Second,
 	}
 	if !reflect.DeepEqual(s.Global.Listener, want) {
 		t.Errorf("listener = %+v\nwant %+v", s.Global.Listener, want)

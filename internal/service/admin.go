@@ -235,14 +235,16 @@ type smtpCollector struct{ s *Service }
 
 var (
 	descConns    = prometheus.NewDesc("smtp_connections_total", "Client connections by result: accepted, refused_limit (global cap), refused_per_ip, tls_failure, proxy_failure.", []string{"result"}, nil)
-	descClosed   = prometheus.NewDesc("smtp_connections_closed_total", "Client connections closed by the proxy, by reason: timeout, too_many_errors, panic.", []string{"reason"}, nil)
+	descClosed   = prometheus.NewDesc("smtp_connections_closed_total", "Client connections closed by the proxy, by reason: timeout, too_many_errors, auth_timeout (no AUTH within client_auth_timeout), panic.", []string{"reason"}, nil)
 	descCommands = prometheus.NewDesc("smtp_commands_total", "Client commands by command (EHLO, HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT, STARTTLS, VRFY, OTHER).", []string{"command"}, nil)
 	descAuthLim  = prometheus.NewDesc("smtp_auth_rate_limited_total", "AUTH attempts refused with 421 over the per-address or per-username failure limits.", nil, nil)
 	descTLS      = prometheus.NewDesc("smtp_tls_total", "Client TLS sessions by mode: starttls, implicit.", []string{"mode"}, nil)
+	descAuthBusy = prometheus.NewDesc("smtp_auth_deferred_total", "AUTH attempts answered 454 4.7.0: no password check slot within client_auth_queue_timeout.", nil, nil)
+	descAuthWait = prometheus.NewDesc("smtp_auth_checks_waiting", "AUTH attempts waiting for a password check slot (max_concurrent_auth_checks).", nil, nil)
 )
 
 func (c *smtpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConns, descClosed, descCommands, descAuthLim, descTLS} {
+	for _, d := range []*prometheus.Desc{descConns, descClosed, descCommands, descAuthLim, descTLS, descAuthBusy, descAuthWait} {
 		ch <- d
 	}
 }
@@ -262,11 +264,14 @@ func (c *smtpCollector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descConns, st.ProxyFailures, "proxy_failure")
 	cnt(descClosed, st.Timeouts, "timeout")
 	cnt(descClosed, st.TooManyErrors, "too_many_errors")
+	cnt(descClosed, st.AuthTimeouts, "auth_timeout")
 	cnt(descClosed, st.Panics, "panic")
 	for i, name := range smtpd.CommandNames {
 		cnt(descCommands, st.Commands[i], name)
 	}
 	cnt(descAuthLim, st.AuthRefused)
+	cnt(descAuthBusy, st.AuthBusy)
+	ch <- prometheus.MustNewConstMetric(descAuthWait, prometheus.GaugeValue, float64(st.AuthWaiting))
 	cnt(descTLS, st.StartTLS, "starttls")
 	cnt(descTLS, st.ImplicitTLS, "implicit")
 }

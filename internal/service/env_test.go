@@ -3,6 +3,7 @@ package service_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -59,6 +60,8 @@ type envOptions struct {
 	edit func(cfg map[string]any, accts []map[string]any)
 	// budgetFlush is Options.BudgetFlushInterval; 0 for the default.
 	budgetFlush time.Duration
+	// authFailDelay is Options.AuthFailDelay; 0 for none.
+	authFailDelay time.Duration
 }
 
 var hash = func() string {
@@ -148,7 +151,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		DryRun:              o.dryRun,
 		Logger:              o.logger,
 		Admin:               o.admin,
-		AuthFailDelay:       -1,
+		AuthFailDelay:       cmp.Or(o.authFailDelay, -1),
 		UpstreamDial:        o.upstreamDial,
 		BudgetFlushInterval: o.budgetFlush,
 	})

@@ -139,7 +139,7 @@ func (c *conn) auth(ctx context.Context, arg string) {
 func (c *conn) authLimits() authLimits {
 	cfg := &c.srv.cfg
 	if c.trusted {
-		return authLimits{perIP: cfg.TrustedAuthFailuresPerIP, perUser: cfg.TrustedAuthFailuresPerUser}
+		return authLimits{perIP: cfg.TrustedAuthFailuresPerIP, perUser: cfg.TrustedAuthFailuresPerUser, sharedIP: true}
 	}
 	return authLimits{perIP: cfg.MaxAuthFailuresPerIP, perUser: cfg.MaxAuthFailuresPerUser}
 }

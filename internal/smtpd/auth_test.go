@@ -284,9 +284,9 @@ func TestAuth_failureLimits(t *testing.T) {
 	cases := []struct {
 		name    string
 		cfg     smtpd.Config
-		src     string     // client address; 127.0.0.1 is trusted
-		users   []string   // one wrong guess each, in order
-		refused int        // index of the first guess refused with 421
+		src     string   // client address; 127.0.0.1 is trusted
+		users   []string // one wrong guess each, in order
+		refused int      // index of the first guess refused with 421
 		backend func() smtpd.Backend
 	}{
 		{"trusted client, per address", smtpd.Config{TrustedAuthFailuresPerIP: 4, MaxAuthFailuresPerIP: 2},
@@ -333,8 +333,8 @@ func TestAuth_failureLimits(t *testing.T) {
 	}
 }
 
-// slowBackend is fakeBackend whose wrong passwords take until release is
-// closed to be found out; it records how many checks run at once and the
+// slowBackend is fakeBackend whose wrong passwords take until a value
+// comes from release (or it is closed) to be found out; it records how many checks run at once and the
 // order in which users reached it.
 type slowBackend struct {
 	fakeBackend
@@ -410,17 +410,20 @@ func TestAuth_passwordChecksAreBounded(t *testing.T) {
 	legit := open("127.0.0.3")
 	legit.send("AUTH PLAIN " + plain("alice", "pw") + "\r\n")
 	waitFor(t, "the client to wait too", func() bool { return srv.Stats().AuthWaiting == 7 })
-	b.mu.Lock()
-	close(b.release)
-	b.mu.Unlock()
+	// One check ends: its slot goes to the client, whose check ends at
+	// once and hands its slot to a guess, which waits.
+	b.release <- struct{}{}
 	legit.expect("235 ")
-	for _, c := range guessers {
-		c.expect("535 ")
-	}
 	order := b.reached()
 	// The first 3 guesses, 2 that took the slots, then the client.
 	if got := order[5]; got != "alice" {
 		t.Errorf("checks ran in the order %v; want alice right after the 2 slots' holders", order)
+	}
+	b.mu.Lock()
+	close(b.release)
+	b.mu.Unlock()
+	for _, c := range guessers {
+		c.expect("535 ")
 	}
 	b.mu.Lock()
 	most := b.max

@@ -75,9 +75,17 @@ var (
 	errAuthOverUser = errors.New("auth failures per username over the limit")
 )
 
-// authLimits are the failures allowed per window: one pair for trusted
+// authLimits are the failures allowed per window: one set for trusted
 // networks, a stricter one for everyone else.
-type authLimits struct{ perIP, perUser int }
+type authLimits struct {
+	perIP, perUser int
+	// sharedIP: the address is shared by many clients (a trusted
+	// network: the local MTA and everything else on the host), so its
+	// attempts in flight do not hold back the others; only its failures
+	// count. Otherwise a guesser's queued attempts would stall the local
+	// MTA's logins behind them.
+	sharedIP bool
+}
 
 // authLimiter counts failed AUTH attempts per client address and per
 // user key (an account, or an unknown name) in fixed one-minute windows.
@@ -182,7 +190,7 @@ func (l *authLimiter) reserve(ctx context.Context, key netip.Prefix, user string
 		case over(uw, now, lim.perUser):
 			l.mu.Unlock()
 			return nil, errAuthOverUser
-		case !busy(ipw, now, lim.perIP) && !busy(uw, now, lim.perUser):
+		case (lim.sharedIP || !busy(ipw, now, lim.perIP)) && !busy(uw, now, lim.perUser):
 			a := &attempt{ipKey: key, userKey: uk, ip: entry(l.ips, key, now), user: entry(l.users, uk, now),
 				prio: failures(ipw, now) + failures(uw, now)}
 			for _, w := range []*window{a.ip, a.user} {
@@ -271,4 +279,3 @@ func entry[K comparable](m map[K]*window, k K, now time.Time) *window {
 	}
 	return w
 }
-

@@ -139,7 +139,7 @@ func TestLimits_authFailuresPerAddress(t *testing.T) {
 	c.expectClosed()
 	login("127.0.0.2", good, "421 4.7.0").expectClosed()
 	login("127.0.0.3", good, "235 ")
-	// Trusted clients are not limited.
+	// Trusted clients have their own, larger limits.
 	c = dialFrom(t, addr, "127.0.0.1")
 	c.expect("220 ")
 	c.ehlo()

@@ -49,7 +49,8 @@ type Config struct {
 	// same limits for clients in Trusted: more generous, so that a local
 	// MTA with one wrong password is not refused for its other accounts,
 	// but there, so that a local process cannot guess without end.
-	// Default 100 and 30.
+	// Their attempts in flight do not hold back others from the same
+	// address, which is shared. Default 300 and 30.
 	TrustedAuthFailuresPerIP   int
 	TrustedAuthFailuresPerUser int
 	// AuthFailureDelay is when every failed AUTH (535) is answered,
@@ -139,7 +140,7 @@ func (c *Config) setDefaults() {
 		c.MaxAuthFailuresPerUser = 10
 	}
 	if c.TrustedAuthFailuresPerIP == 0 {
-		c.TrustedAuthFailuresPerIP = 100
+		c.TrustedAuthFailuresPerIP = 300
 	}
 	if c.TrustedAuthFailuresPerUser == 0 {
 		c.TrustedAuthFailuresPerUser = 30
