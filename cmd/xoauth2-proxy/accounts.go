@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -26,7 +25,7 @@ import (
 const accountsUsage = `usage: xoauth2-proxy accounts COMMAND [flags]
 
   list                          list the accounts (--json for JSON)
-  add --email ADDR [flags]      add one account (--client-id, --client-secret, --refresh-token, ...)
+  add --email ADDR [flags]      add one account (--client-id, --client-secret-file, --refresh-token-file, ...)
   remove EMAIL|ACCOUNT_ID...    remove accounts
   import FILE|-                 add the accounts of an import file (old format:
                                 email,account_id,refresh_token,client_id[,client_secret][,ip_address])
@@ -36,7 +35,8 @@ them); a running proxy applies the change at its next reload (systemctl reload, 
 --admin-url http://127.0.0.1:9090 they go through the running proxy's admin API, which saves
 and reloads; the bearer token comes from --admin-token-file or XOAUTH2_PROXY_ADMIN_TOKEN.
 "xoauth2-proxy accounts COMMAND -h" lists each command's flags.
-`
+
+` + secretsHelp
 
 // progressThreshold: imports of more records than this show progress.
 const progressThreshold = 5
@@ -48,6 +48,7 @@ type accountsCmd struct {
 	stdin    io.Reader
 	stdout   io.Writer
 	stderr   io.Writer
+	getenv   func(string) string // os.Getenv
 }
 
 func runAccounts(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -58,7 +59,7 @@ func runAccounts(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		}
 		return nil
 	}
-	a := &accountsCmd{stdin: stdin, stdout: stdout, stderr: stderr}
+	a := &accountsCmd{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	switch sub, rest := args[0], args[1:]; sub {
@@ -83,7 +84,7 @@ func (a *accountsCmd) flags(name string) *flag.FlagSet {
 	fs.StringVar(&a.c.config, "config", "config.json", "global configuration file (provider defaults for validation)")
 	fs.StringVar(&a.c.accounts, "accounts", "accounts.json", "accounts file to read or change")
 	fs.StringVar(&a.adminURL, "admin-url", "", "work on a running proxy through its admin API, e.g. http://127.0.0.1:9090")
-	fs.StringVar(&a.c.adminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (or set XOAUTH2_PROXY_ADMIN_TOKEN)")
+	fs.StringVar(&a.c.adminTokenFile, "admin-token-file", "", adminTokenFileHelp)
 	return fs
 }
 
@@ -284,19 +285,23 @@ func (a *accountsCmd) add(ctx context.Context, args []string) error {
 	var o importOptions
 	o.register(fs, false)
 	var r importer.Record
-	var secretArg, refreshArg, passwordArg string
+	var clientSecret, refreshToken, smtpPassword secretFlag
 	fs.StringVar(&r.Email, "email", "", "the mailbox (required); also the SMTP AUTH username")
 	fs.StringVar(&r.Provider, "provider", "", "gmail or outlook; default: guessed from the domain (gmail.com → gmail, "+
 		"hotmail.com, outlook.com, live.com, msn.com → outlook), otherwise gmail (Google Workspace)")
 	fs.StringVar(&r.ClientID, "client-id", "", "OAuth client id (required)")
-	fs.StringVar(&secretArg, "client-secret", "", "OAuth client secret (required for gmail); - reads it from stdin")
-	fs.StringVar(&refreshArg, "refresh-token", "", "OAuth refresh token (required); - reads it from stdin")
+	clientSecret.register(fs, "client-secret", "OAuth client secret (required for gmail)")
+	refreshToken.register(fs, "refresh-token", "OAuth refresh token (required)")
 	fs.StringVar(&r.AccountID, "account-id", "", "default: <provider>_<email with @ and . as _>")
 	fs.StringVar(&r.VMTAName, "vmta-name", "", "default: vmta-<provider>-<local part>")
 	fs.StringVar(&r.IPAddress, "ip-address", "", "source address of this account's upstream sessions")
 	fs.StringVar(&r.TokenURL, "token-url", "", "oauth_token_url; default: the provider's (login.live.com for personal Microsoft domains)")
 	fs.StringVar(&r.Endpoint, "endpoint", "", "oauth_endpoint, upstream host:port; default: the provider's")
-	fs.StringVar(&passwordArg, "smtp-password", "", "smtp_password: a bcrypt hash from hash-password (plain text works, with a warning); - reads it from stdin")
+	smtpPassword.register(fs, "smtp-password", "smtp_password: a bcrypt hash from hash-password (plain text works, with a warning)")
+	fs.Usage = func() {
+		fmt.Fprint(a.stderr, "usage: xoauth2-proxy accounts add --email ADDR --client-id ID --refresh-token-file PATH [flags]\n\n"+secretsHelp+"\n")
+		fs.PrintDefaults()
+	}
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -304,19 +309,15 @@ func (a *accountsCmd) add(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("accounts add: unexpected argument %q (give the address with --email)", pos[0])
 	}
-	fromStdin := 0
-	for _, v := range []*string{&secretArg, &refreshArg, &passwordArg} {
-		if *v != "-" {
-			continue
-		}
-		if fromStdin++; fromStdin > 1 {
-			return errors.New("accounts add: only one value can be read from stdin")
-		}
-		if *v, err = readSecretLine(a.stdin); err != nil {
-			return err
+	in := &secretInput{stdin: a.stdin, stderr: a.stderr, getenv: a.getenv}
+	for _, f := range []struct {
+		flag *secretFlag
+		dst  *secret.String
+	}{{&clientSecret, &r.ClientSecret}, {&refreshToken, &r.RefreshToken}, {&smtpPassword, &r.SMTPPassword}} {
+		if *f.dst, err = in.read(f.flag); err != nil {
+			return fmt.Errorf("accounts add: %w", err)
 		}
 	}
-	r.ClientSecret, r.RefreshToken, r.SMTPPassword = secret.New(secretArg), secret.New(refreshArg), secret.New(passwordArg)
 
 	store, check, path, err := a.store(o)
 	if err != nil {
@@ -333,15 +334,6 @@ func (a *accountsCmd) add(ctx context.Context, args []string) error {
 		a.reloadHint(path)
 	}
 	return nil
-}
-
-func readSecretLine(r io.Reader) (string, error) {
-	b, err := io.ReadAll(io.LimitReader(r, importer.MaxLineBytes))
-	if err != nil {
-		return "", fmt.Errorf("read stdin: %w", err)
-	}
-	s, _, _ := strings.Cut(string(b), "\n")
-	return strings.TrimSpace(s), nil
 }
 
 func (a *accountsCmd) remove(ctx context.Context, args []string) error {

@@ -120,8 +120,9 @@ func TestAccounts_listAddRemove(t *testing.T) {
 				target = e.admin()
 			}
 			e.fp.AddAccount(fakeprovider.Account{Email: "bob@example.com", ClientID: "cid", ClientSecret: clientSec, RefreshToken: "1//rt-bob-SECRET"})
+			csFile := secretFile(t, e.dir, "client-secret", clientSec+"\n")
 			addBob := []string{"accounts", "add", "--email", "bob@example.com", "--client-id", "cid",
-				"--client-secret", clientSec, "--refresh-token", "-", "--ip-address", "203.0.113.7", "--verify"}
+				"--client-secret-file", csFile, "--refresh-token", "-", "--ip-address", "203.0.113.7", "--verify"}
 			var all strings.Builder
 			for _, step := range []struct {
 				name  string
@@ -138,7 +139,7 @@ func TestAccounts_listAddRemove(t *testing.T) {
 					out: []string{"added bob@example.com"}},
 				{name: "add with a refresh token the provider refuses", stdin: "1//rt-wrong-SECRET\n",
 					args: []string{"accounts", "add", "--email", "carol@example.com", "--client-id", "cid",
-						"--client-secret", clientSec, "--refresh-token", "-", "--verify"}, code: 1},
+						"--client-secret-file", csFile, "--refresh-token", "-", "--verify"}, code: 1},
 				{name: "list --json", args: []string{"accounts", "list", "--json"},
 					out: []string{`"email": "bob@example.com"`, `"account_id": "gmail_bob_example_com"`, `"vmta_name": "vmta-gmail-bob"`, `"ip_address": "203.0.113.7"`}},
 				{name: "remove bob and an unknown", args: []string{"accounts", "remove", "bob@example.com", "nobody@example.com"}, code: 1,

@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -31,8 +30,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/term"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/bench"
@@ -72,7 +69,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "check-config":
 		err = checkConfig(args, stdout, stderr)
 	case "hash-password":
-		err = hashPassword(stdin, stdout, stderr)
+		err = hashPassword(args, stdin, stdout, stderr)
 	case "accounts":
 		err = runAccounts(args, stdin, stdout, stderr)
 	case "token":
@@ -126,7 +123,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.tlsPort, "tls-port", 0, "implicit TLS (SMTPS) port on --host; 0: global.smtp.tls_port, if set")
 	fs.StringVar(&c.adminHost, "admin-host", "127.0.0.1", "admin API listen address (\"\" disables the admin API)")
 	fs.IntVar(&c.adminPort, "admin-port", 9090, "admin API port (0: any free port)")
-	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (or set XOAUTH2_PROXY_ADMIN_TOKEN)")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", adminTokenFileHelp)
 	fs.BoolVar(&c.metricsPerAccount, "metrics-per-account", false, "add per-account metric series (one per account: mind your Prometheus)")
 	fs.IntVar(&c.globalConc, "global-concurrency", 0, "maximum client connections (overrides global_concurrency_limit)")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "accept and discard messages; never contact a provider")
@@ -162,6 +159,10 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", c.logFormat)
 }
+
+// adminTokenFileHelp is the usage of --admin-token-file.
+const adminTokenFileHelp = "file holding the admin API bearer token (or set XOAUTH2_PROXY_ADMIN_TOKEN); no flag takes " +
+	"the token itself, which the process list and shell history would show"
 
 // adminToken reads the admin bearer token from --admin-token-file or
 // XOAUTH2_PROXY_ADMIN_TOKEN; none leaves the /admin routes refused.
@@ -376,22 +377,26 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func hashPassword(stdin io.Reader, stdout, stderr io.Writer) error {
-	var pass string
-	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(stderr, "password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stderr)
-		if err != nil {
-			return err
-		}
-		pass = string(b)
-	} else {
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return fmt.Errorf("read password from stdin: %w", err)
-		}
-		pass = strings.TrimRight(line, "\r\n")
+func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: xoauth2-proxy hash-password < password.txt\n\n"+
+			"Prints a bcrypt hash for smtp_password. The password comes from a prompt that does not echo\n"+
+			"on a terminal, else from the first line of stdin; never from the command line, where every\n"+
+			"local user can read it in the process list and it stays in the shell's history.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		// The argument is probably the password: do not repeat it.
+		return errors.New("hash-password takes no arguments: type the password at its prompt or give it on stdin, " +
+			"never on the command line (the process list and your shell history show it; remove it from there)")
+	}
+	pass, err := readSecret(stdin, stderr, "password")
+	if err != nil {
+		return err
 	}
 	h, err := account.HashPassword(pass)
 	if err != nil {

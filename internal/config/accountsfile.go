@@ -8,10 +8,10 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/safefile"
 )
 
 // AccountsFile is accounts.json in editable form. Editing keeps what the
@@ -298,110 +298,28 @@ func (f *AccountsFile) Bytes() []byte {
 // change it, validates the result with Load (configPath for the provider
 // settings, "" for built-in defaults) and, only if it loads, replaces the
 // file atomically. An error from edit or from validation changes nothing.
+//
+// When path is a symlink, the file it points at is edited and the link
+// stays, provided only this user can write that file (safefile.Resolve);
+// otherwise the edit is refused.
 func EditAccounts(path, configPath string, edit func(*AccountsFile) error) error {
-	unlock, err := lockFile(path + ".lock")
+	target, unlock, err := lockForWrite(path)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	f, err := ReadAccountsFile(path)
+	f, err := ReadAccountsFile(target)
 	if err != nil {
 		return fmt.Errorf("refusing to write: %w", err)
 	}
 	if err := edit(f); err != nil {
 		return err
 	}
-	return writeValidated(path, f.Bytes(), func(tmp string) error {
-		opts := LoadOptions{ConfigPath: configPath, AccountsPath: tmp, ConfigExplicit: configPath != "", SearchDirs: []string{}}
-		_, _, err := Load(opts)
-		renameFile(err, tmp, path)
+	return safefile.WriteAtomic(target, f.Bytes(), func(tmp string) error {
+		_, _, err := Load(LoadOptions{ConfigPath: configPath, AccountsPath: tmp, ConfigExplicit: configPath != "",
+			SearchDirs: []string{}, accountsAs: path})
 		return err
 	})
-}
-
-// renameFile sets File to "to" in every *FieldError of err that names the
-// file "from". The loader checks an edit in a temporary file; the operator
-// must read the name of the file they have, not of one already deleted.
-func renameFile(err error, from, to string) {
-	var fe *FieldError
-	switch e := err.(type) {
-	case nil:
-		return
-	case interface{ Unwrap() []error }:
-		for _, x := range e.Unwrap() {
-			renameFile(x, from, to)
-		}
-		return
-	case interface{ Unwrap() error }:
-		renameFile(e.Unwrap(), from, to)
-		return
-	case *FieldError:
-		fe = e
-	default:
-		return
-	}
-	if fe.File == from {
-		fe.File = to
-	}
-}
-
-// writeValidated writes data to a temporary file next to path, calls
-// check on it, and renames it over path only if check passes: temp file,
-// fsync, rename, fsync of the directory, mode 0600. A crash leaves either
-// the old or the new file. The caller holds the lock.
-func writeValidated(path string, data []byte, check func(tmp string) error) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if check != nil {
-		if err := check(name); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// lockFile takes an exclusive flock on path, creating it if needed.
-func lockFile(path string) (func(), error) {
-	fh, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX); err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() {
-		_ = syscall.Flock(int(fh.Fd()), syscall.LOCK_UN)
-		fh.Close()
-	}, nil
 }
 
 // sortedKeys gives keys new to a record a deterministic order.
@@ -411,12 +329,28 @@ func sortedKeys(m map[string]any) []string {
 
 // WriteFileAtomic replaces path with data durably (temp file, fsync,
 // rename, fsync of the directory; mode 0600) under the same lock as
-// EditAccounts. For state files the proxy owns.
+// EditAccounts, through a symlink on the same terms. For state files the
+// proxy owns.
 func WriteFileAtomic(path string, data []byte) error {
-	unlock, err := lockFile(path + ".lock")
+	target, unlock, err := lockForWrite(path)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return writeValidated(path, data, nil)
+	return safefile.WriteAtomic(target, data, nil)
+}
+
+// lockForWrite resolves path (the file a symlink points at, if it may be
+// written through) and takes the writers' lock next to that file, so that
+// writers that name the file by different links exclude each other too.
+// Waiting for the lock has no limit: its holders only read, validate and
+// write a local file.
+func lockForWrite(path string) (target string, unlock func(), err error) {
+	if target, err = safefile.Resolve(path); err != nil {
+		return "", nil, fmt.Errorf("refusing to write: %w", err)
+	}
+	if unlock, err = safefile.Lock(target+".lock", 0); err != nil {
+		return "", nil, err
+	}
+	return target, unlock, nil
 }

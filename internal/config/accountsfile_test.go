@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
@@ -216,5 +217,174 @@ func TestAccountsFile_Merge(t *testing.T) {
 				t.Errorf("key order changed:\n%s", rec)
 			}
 		})
+	}
+}
+
+// TestEditAccounts_throughSymlink: an accounts.json that is a symlink (the
+// operator keeps the file elsewhere, /srv/conf, say) is edited where it
+// lives and stays a symlink, when only we can write the file it points at;
+// otherwise the edit is refused and nothing changes. Before, the rename
+// replaced the link with a plain file and left the real one stale.
+func TestEditAccounts_throughSymlink(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		setup   func(t *testing.T, link, target string)
+		refused string // "" when the edit must go through
+	}{
+		{name: "to a file only we can write"},
+		{name: "to a group-writable file", refused: "writable by others",
+			setup: func(t *testing.T, _, target string) { chmod(t, target, 0o660) }},
+		{name: "to a world-writable file", refused: "writable by others",
+			setup: func(t *testing.T, _, target string) { chmod(t, target, 0o606) }},
+		{name: "to a file of another user", refused: "owned by uid 65534",
+			setup: func(t *testing.T, _, target string) { chown(t, target, false) }},
+		{name: "made by another user", refused: "owned by uid 65534",
+			setup: func(t *testing.T, link, _ string) { chown(t, link, true) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			target := copySeed(t, "example_accounts.json")
+			link := filepath.Join(t.TempDir(), "accounts.json")
+			symlink(t, target, link)
+			if tc.setup != nil {
+				tc.setup(t, link, target)
+			}
+			before, _ := os.ReadFile(target)
+			err := config.EditAccounts(link, "", func(f *config.AccountsFile) error {
+				return f.Set(0, map[string]any{"vmta_name": "vmta-through-link"})
+			})
+			if fi, lerr := os.Lstat(link); lerr != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Fatalf("the link was replaced by a plain file (%v)", lerr)
+			}
+			after, _ := os.ReadFile(target)
+			if tc.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refused) || !strings.Contains(err.Error(), link) {
+					t.Errorf("error %v, want a refusal naming %s and saying %q", err, link, tc.refused)
+				}
+				if string(after) != string(before) {
+					t.Error("the target changed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(after), "vmta-through-link") {
+				t.Error("the edit did not reach the link's target")
+			}
+			if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o600 {
+				t.Errorf("target mode %04o, want 0600", fi.Mode().Perm())
+			}
+		})
+	}
+}
+
+// TestEditAccounts_throughSymlinkKeepsRelativeKeyPaths: a key file path
+// relative to accounts.json starts from the directory of the link, where
+// the proxy loads it from, when the edit through the link is validated.
+func TestEditAccounts_throughSymlinkKeepsRelativeKeyPaths(t *testing.T) {
+	t.Parallel()
+	linkDir := writeDir(t, map[string]string{"sa.json": serviceAccountJSON(t, rsaKey())})
+	target := filepath.Join(writeDir(t, map[string]string{"accounts.json": accountsJSON(t, dwdRecord("d", "d@example.com"))}), "accounts.json")
+	link := filepath.Join(linkDir, "accounts.json")
+	symlink(t, target, link)
+	err := config.EditAccounts(link, "", func(f *config.AccountsFile) error {
+		return f.Set(0, map[string]any{"vmta_name": "vmta-d"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); !strings.Contains(string(b), "vmta-d") {
+		t.Error("the edit did not reach the link's target")
+	}
+}
+
+// TestEditAccounts_lockFileNotFollowed: the lock file next to accounts.json
+// (and budgets.json) is opened without following a symlink and must be a
+// regular file. Before, a planted accounts.json.lock -> /etc/nologin made a
+// proxy running as root create /etc/nologin.
+func TestEditAccounts_lockFileNotFollowed(t *testing.T) {
+	t.Parallel()
+	writers := map[string]func(path string) error{
+		"EditAccounts": func(p string) error {
+			return config.EditAccounts(p, "", func(*config.AccountsFile) error { return nil })
+		},
+		"WriteFileAtomic": func(p string) error { return config.WriteFileAtomic(p, []byte("[]\n")) },
+	}
+	for wname, write := range writers {
+		for _, tc := range []struct {
+			name string
+			lock func(t *testing.T, lock, victim string)
+			want string
+		}{
+			{name: "symlink to a missing file", want: "symlink",
+				lock: func(t *testing.T, lock, victim string) { symlink(t, victim, lock) }},
+			{name: "symlink to a file", want: "symlink", lock: func(t *testing.T, lock, victim string) {
+				writeFile(t, victim, "keep")
+				symlink(t, victim, lock)
+			}},
+			{name: "a FIFO", want: "not a regular file", lock: func(t *testing.T, lock, _ string) {
+				if err := syscall.Mkfifo(lock, 0o600); err != nil {
+					t.Skip(err)
+				}
+			}},
+		} {
+			t.Run(wname+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				p := copySeed(t, "example_accounts.json")
+				before, _ := os.ReadFile(p)
+				victim := filepath.Join(t.TempDir(), "victim")
+				tc.lock(t, p+".lock", victim)
+				victimBefore, _ := os.ReadFile(victim)
+				err := write(p)
+				if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p+".lock") {
+					t.Errorf("error %v, want a refusal naming %s.lock and saying %q", err, p, tc.want)
+				}
+				if after, _ := os.ReadFile(p); string(after) != string(before) {
+					t.Error("the file changed")
+				}
+				if after, err := os.ReadFile(victim); string(after) != string(victimBefore) || (victimBefore == nil && err == nil) {
+					t.Errorf("the link's target was created or changed: %q", after)
+				}
+			})
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chown gives path (the link itself with link) to uid 65534 (nobody);
+// only root can, so the test is skipped for anyone else.
+func chown(t *testing.T, path string, link bool) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another user")
+	}
+	chownf := os.Chown
+	if link {
+		chownf = os.Lchown
+	}
+	if err := chownf(path, 65534, 65534); err != nil {
+		t.Fatal(err)
 	}
 }

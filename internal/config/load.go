@@ -35,6 +35,11 @@ type LoadOptions struct {
 	// StateDir ("--state-dir") overrides where token state is kept; ""
 	// means "global.oauth2.state_dir", else the accounts file's directory.
 	StateDir string
+
+	// accountsAs is the accounts file that AccountsPath is an edited copy
+	// of (EditAccounts): errors name it, and relative key file paths start
+	// from its directory, as they will once the copy replaces it.
+	accountsAs string
 }
 
 // DefaultSearchDirs returns the directories the old tool searched, in its
@@ -103,7 +108,7 @@ func Load(opts LoadOptions) (*Snapshot, []Warning, error) {
 		parseConfig(d, cfgPath, cfgDoc, &snap.Global, snap.Providers)
 	}
 	if accOK {
-		snap.Accounts = parseAccounts(d, snap.AccountsPath, accDoc, snap.Providers)
+		snap.Accounts = parseAccounts(d, cmp.Or(opts.accountsAs, snap.AccountsPath), accDoc, snap.Providers)
 	}
 	resolveStateDir(&snap.Global.Tokens, opts.StateDir, snap.AccountsPath)
 	if len(d.errs) > 0 {

@@ -22,7 +22,9 @@
 // directory is fsynced. A crash at any point leaves the old file or the new
 // one, never a mix (rename(2) is atomic), and the new one is on disk when
 // PutSync returns. Files are created with mode 0600 in a directory created
-// with mode 0700.
+// with mode 0700. A state file that is a symlink is read and written where
+// it points, the link staying, if only this user can write that file;
+// otherwise Open refuses (package safefile has the rules, and the lock).
 //
 // Writes are coalesced. Put only marks an entry dirty; Run writes all dirty
 // entries every FlushInterval, so a start-up that fetches 10,000 tokens

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -201,62 +200,4 @@ func readFile(path string) (map[string]Entry, error) {
 		return nil, &ParseError{Path: path, Err: err}
 	}
 	return entries, nil
-}
-
-// writeAtomic replaces path with data: a temporary file in the same
-// directory (mode 0600) is written and fsynced, renamed over path, and the
-// directory is fsynced so that the rename itself is durable. A crash at
-// any point leaves either the old file or the new one at path.
-func writeAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, tempPrefix(base)+"*")
-	if err != nil {
-		return fmt.Errorf("write token state: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	// CreateTemp makes the file 0600; say so explicitly in case its
-	// behaviour or the umask ever differs.
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("write token state: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write token state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write token state: fsync: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write token state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write token state: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
-		// The new file is in place; only its durability across a power
-		// loss is in doubt. Report it all the same.
-		return fmt.Errorf("write token state: fsync directory: %w", err)
-	}
-	return nil
-}
-
-// tempPrefix is the name prefix of a state file's temporary files: hidden,
-// and tied to the file they will replace.
-func tempPrefix(base string) string { return "." + base + ".tmp-" }
-
-// syncDir fsyncs a directory, making a rename in it durable.
-func syncDir(dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/safefile"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
 
@@ -141,19 +141,25 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("token state: %w", err)
 	}
+	// A state file that is a symlink is read and written where it points
+	// (the link stays), if only this user can write that file.
+	path, err := safefile.Resolve(filepath.Join(opts.Dir, opts.FileName))
+	if err != nil {
+		return nil, fmt.Errorf("token state: %w", err)
+	}
 	s := &Store{
 		opts:     opts,
-		path:     filepath.Join(opts.Dir, opts.FileName),
-		lockPath: filepath.Join(opts.Dir, opts.FileName+".lock"),
+		path:     path,
+		lockPath: path + ".lock",
 		log:      opts.Logger,
 		dirty:    map[string]uint64{},
 	}
-	unlock, err := lockFile(s.lockPath, opts.LockTimeout)
+	unlock, err := safefile.Lock(s.lockPath, opts.LockTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("token state %s: %w", s.path, err)
 	}
 	defer unlock()
-	s.removeStaleTemps()
+	safefile.RemoveTemps(s.path) // left by a writer that crashed; we hold the lock
 	s.seen = statVersion(s.path)
 	if s.entries, err = readFile(s.path); err != nil {
 		return nil, err
@@ -167,18 +173,8 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// removeStaleTemps deletes temporary files left by a writer that crashed.
-// The caller holds the file lock, so no live writer owns one.
-func (s *Store) removeStaleTemps() {
-	matches, _ := filepath.Glob(filepath.Join(s.opts.Dir, tempPrefix(s.opts.FileName)+"*"))
-	for _, m := range matches {
-		if strings.HasPrefix(filepath.Base(m), tempPrefix(s.opts.FileName)) {
-			os.Remove(m)
-		}
-	}
-}
-
-// Path is the state file.
+// Path is the state file: the file a symlink at Dir/FileName points at,
+// if it is one.
 func (s *Store) Path() string { return s.path }
 
 // Len is the number of accounts with an entry.
@@ -324,7 +320,7 @@ func (s *Store) writeLocked() error {
 // file lock throughout. It returns the merged state and the version of
 // the file it wrote (stat'ed under the lock, so no other writer's).
 func (s *Store) writeFile(mem map[string]Entry) (map[string]Entry, fileVersion, error) {
-	unlock, err := lockFile(s.lockPath, s.opts.LockTimeout)
+	unlock, err := safefile.Lock(s.lockPath, s.opts.LockTimeout)
 	if err != nil {
 		return nil, fileVersion{}, err
 	}
@@ -349,8 +345,8 @@ func (s *Store) writeFile(mem map[string]Entry) (map[string]Entry, fileVersion, 
 	if err != nil {
 		return nil, fileVersion{}, err
 	}
-	if err := writeAtomic(s.path, data); err != nil {
-		return nil, fileVersion{}, err
+	if err := safefile.WriteAtomic(s.path, data, nil); err != nil {
+		return nil, fileVersion{}, fmt.Errorf("write token state: %w", err)
 	}
 	return disk, statVersion(s.path), nil
 }

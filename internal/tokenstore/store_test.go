@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -350,5 +351,92 @@ func TestStore_freshSeesAnotherProcess(t *testing.T) {
 		if got, _ := a.Fresh("pending"); got.RefreshToken.Reveal() != "rt-a-unwritten" {
 			t.Errorf("Fresh replaced a change not yet written: %q", got.RefreshToken.Reveal())
 		}
+	}
+}
+
+// TestStore_symlinkedStateFile: a token-state.json that is a symlink is
+// written where it points and stays a symlink, when only we can write the
+// file it points at; otherwise Open refuses. Before, the first write
+// replaced the link with a plain file.
+func TestStore_symlinkedStateFile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		mode    os.FileMode
+		refused string // "" when the link is followed
+	}{
+		{name: "to a file only we can write", mode: 0o600},
+		{name: "to a group-writable file", mode: 0o620, refused: "writable by others"},
+		{name: "to a world-writable file", mode: 0o602, refused: "writable by others"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			realDir := t.TempDir()
+			if err := open(t, realDir).PutSync("before", entry("rt-0", "at-0")); err != nil {
+				t.Fatal(err)
+			}
+			target := filepath.Join(realDir, tokenstore.DefaultFileName)
+			if err := os.Chmod(target, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			link := filepath.Join(dir, tokenstore.DefaultFileName)
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			s, err := tokenstore.Open(tokenstore.Options{Dir: dir})
+			if tc.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refused) || !strings.Contains(err.Error(), link) {
+					t.Errorf("Open: %v, want a refusal naming %s and saying %q", err, link, tc.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutSync("after", entry("rt-1", "at-1")); err != nil {
+				t.Fatal(err)
+			}
+			if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Fatalf("the link was replaced by a plain file (%v)", err)
+			}
+			if _, ok := open(t, realDir).Get("after"); !ok {
+				t.Error("the write did not reach the link's target")
+			}
+		})
+	}
+}
+
+// TestStore_lockFileNotFollowed: token-state.json.lock is opened without
+// following a symlink and must be a regular file. Before, a planted
+// symlink made the proxy create (or lock) the file it pointed at.
+func TestStore_lockFileNotFollowed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		lock func(lock, victim string) error
+		want string
+	}{
+		{name: "symlink to a missing file", want: "symlink",
+			lock: func(lock, victim string) error { return os.Symlink(victim, lock) }},
+		{name: "a FIFO", want: "not a regular file",
+			lock: func(lock, _ string) error { return syscall.Mkfifo(lock, 0o600) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			lock := filepath.Join(dir, tokenstore.DefaultFileName+".lock")
+			victim := filepath.Join(t.TempDir(), "victim")
+			if err := tc.lock(lock, victim); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tokenstore.Open(tokenstore.Options{Dir: dir, LockTimeout: time.Second})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), lock) {
+				t.Errorf("Open: %v, want a refusal naming %s and saying %q", err, lock, tc.want)
+			}
+			if _, err := os.Stat(victim); !errors.Is(err, os.ErrNotExist) {
+				t.Error("the lock file's link target was created")
+			}
+		})
 	}
 }
