@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,5 +348,35 @@ func TestAdmin_deleteInvalidRemovesOnlyRejectedCredentials(t *testing.T) {
 	}
 	if e.svc.Reg.Find(userOne) != nil || e.svc.Reg.Find(userA) == nil {
 		t.Fatal("wrong accounts deleted")
+	}
+}
+
+// TestAdmin_tokenAloneCannotSendSecretsElsewhere is pentest item 6 end
+// to end: PATCH an account's oauth_token_url to a host the caller runs,
+// then force a refresh. The host must receive nothing, however the
+// PATCH is answered.
+func TestAdmin_tokenAloneCannotSendSecretsElsewhere(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	var mu sync.Mutex
+	var received []string
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		received = append(received, string(body))
+		mu.Unlock()
+		http.Error(w, `{"error": "invalid_grant"}`, http.StatusBadRequest)
+	}))
+	defer collector.Close()
+
+	code, m, raw := e.call(t, "PATCH", "/admin/accounts/"+userA, adminToken, map[string]any{"oauth_token_url": collector.URL + "/token"})
+	if code != http.StatusForbidden || m["success"] != false {
+		t.Errorf("PATCH oauth_token_url: %d %s", code, raw)
+	}
+	e.call(t, "POST", "/admin/accounts/"+userA+"/refresh", adminToken, nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(received) > 0 {
+		t.Errorf("the caller's host received %d token requests, with secrets %v", len(received), secretsIn(strings.Join(received, "\n")))
 	}
 }
