@@ -13,12 +13,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/fakeprovider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
 )
 
-const adminToken = "admin-t0ken-for-tests"
+const adminToken = "admin-t0ken-for-tests-4f1c9e2a7b3d"
 
 func newAdminEnv(t *testing.T) *env {
 	t.Helper()
@@ -378,5 +379,46 @@ func TestAdmin_tokenAloneCannotSendSecretsElsewhere(t *testing.T) {
 	defer mu.Unlock()
 	if len(received) > 0 {
 		t.Errorf("the caller's host received %d token requests, with secrets %v", len(received), secretsIn(strings.Join(received, "\n")))
+	}
+}
+
+// TestAdmin_shortTokenRefusedAtStart: a token short enough to guess stops
+// the start, saying how to make a good one; none at all still starts
+// (with the admin routes refused).
+func TestAdmin_shortTokenRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	accounts := oneAccountFile(t)
+	for _, tc := range []struct {
+		name  string
+		token string
+		ok    bool
+	}{
+		{"none", "", true},
+		{"16 characters", "0123456789abcdef", false},
+		{"31 characters", strings.Repeat("x", 31), false},
+		{"32 characters", strings.Repeat("x", 32), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			svc, err := service.New(service.Options{
+				Load:   config.LoadOptions{AccountsPath: accounts, SearchDirs: []string{}},
+				Listen: "127.0.0.1:0",
+				DryRun: true,
+				Admin:  service.AdminOptions{Listen: "127.0.0.1:0", Token: secret.New(tc.token)},
+			})
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				runService(t, svc)
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "at least 32") || !strings.Contains(err.Error(), "openssl rand -hex 32") {
+				t.Fatalf("err = %v, want one asking for 32 characters from openssl rand -hex 32", err)
+			}
+			if strings.Contains(err.Error(), tc.token) {
+				t.Errorf("the error quotes the token: %v", err)
+			}
+		})
 	}
 }
