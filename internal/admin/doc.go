@@ -5,7 +5,8 @@
 // Every route except GET /health, /healthz, /readyz and /metrics needs
 // "Authorization: Bearer <token>", compared in constant time; with no
 // token configured those routes are refused with a message saying how to
-// set one. Request bodies are limited. Responses never contain refresh
+// set one. Failures are logged, rate-limited, and an address that keeps
+// failing is answered 429 for a growing time (authfail.go). Request bodies are limited. Responses never contain refresh
 // tokens, client secrets, access tokens or password hashes: account views
 // are built field by field from what may be shown.
 //

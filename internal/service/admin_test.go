@@ -316,6 +316,7 @@ func TestMetrics_namesAndTraffic(t *testing.T) {
 		"process_resident_memory_bytes", "go_goroutines",
 		`smtp_connections_total{result="accepted"} 1`, `smtp_commands_total{command="AUTH"} 2`, `smtp_commands_total{command="MAIL"} 1`,
 		`smtp_commands_total{command="RCPT"} 2`, `smtp_connections_closed_total{reason="timeout"} 0`, `smtp_tls_total{mode="starttls"}`,
+		`admin_auth_failures_total{result="refused"} 0`, `admin_auth_failures_total{result="rate_limited"} 0`,
 	} {
 		if !strings.Contains(out, name) {
 			t.Errorf("metrics lack %q", name)
