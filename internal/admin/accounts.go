@@ -175,8 +175,12 @@ func (a *API) edit(g given, fn func(*config.AccountsFile) error) error {
 func (a *API) guarded(snap *config.Snapshot, g given, fn func(*config.AccountsFile) error) func(*config.AccountsFile) error {
 	return func(f *config.AccountsFile) error {
 		// A record that does not validate now still has what could be
-		// read of it; the edit may be what fixes it.
-		before, _ := f.Accounts(snap.Providers)
+		// read of it; the edit may be what fixes it. Nothing read would
+		// let every secret pass as new: refuse then.
+		before, err := f.Accounts(snap.Providers)
+		if before == nil && err != nil {
+			return fmt.Errorf("read the accounts before the change: %w", err)
+		}
 		if err := fn(f); err != nil {
 			return err
 		}
