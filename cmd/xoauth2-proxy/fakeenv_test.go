@@ -18,7 +18,7 @@ const (
 	alice       = "alice@example.com" // in every env's accounts.json, known to the fake provider
 	aliceRT     = "1//rt-alice-SECRET"
 	clientSec   = "cs-SECRET"
-	adminSecret = "admin-token-SECRET"
+	adminSecret = "admin-token-SECRET-0123456789abcdef"
 )
 
 // fakeEnv is a config.json and accounts.json in a temporary directory whose

@@ -96,7 +96,7 @@ func listening(addr string) bool {
 func TestServe_adminOnlyWithTokenFileAndAdminHost(t *testing.T) {
 	t.Setenv("XOAUTH2_PROXY_ADMIN_TOKEN", "") // the file alone sets it
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
-	writeFile(t, tokenFile, "file-token-123\n")
+	writeFile(t, tokenFile, "file-token-0123456789abcdef-0123\n")
 	smtpPort, adminPort := freePort(t), freePort(t)
 	s := startServe(t, "--admin-only", "--admin-token-file", tokenFile,
 		"--port", strconv.Itoa(smtpPort), "--admin-host", "127.0.0.3", "--admin-port", strconv.Itoa(adminPort))
@@ -109,7 +109,7 @@ func TestServe_adminOnlyWithTokenFileAndAdminHost(t *testing.T) {
 	if code := httpGet(base+"/admin/status", "wrong"); code != 401 {
 		t.Errorf("admin with a wrong token: %d", code)
 	}
-	if code := httpGet(base+"/admin/status", "file-token-123"); code != 200 {
+	if code := httpGet(base+"/admin/status", "file-token-0123456789abcdef-0123"); code != 200 {
 		t.Errorf("admin with the file's token: %d", code)
 	}
 	if listening("127.0.0.1:" + strconv.Itoa(adminPort)) {
@@ -200,5 +200,20 @@ func TestServe_badLogFlagsExitNamingTheFlag(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want a refusal naming %s", code, errs, tc.flag)
 			}
 		})
+	}
+}
+
+// TestServe_shortAdminTokenExitsSayingHowToMakeOne: serve refuses an admin
+// token under 32 characters before it reads a file or listens, and says
+// how to make one; the token itself is not printed.
+func TestServe_shortAdminTokenExitsSayingHowToMakeOne(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "admin-token")
+	writeFile(t, tokenFile, "short-guessable\n")
+	code, _, errs := runCmd(t, "", "serve", "--admin-token-file", tokenFile, "--admin-port", "0",
+		"--config", filepath.Join(dir, "none.json"), "--accounts", filepath.Join(dir, "none-accounts.json"))
+	if code == 0 || !strings.Contains(errs, "openssl rand -hex 32") || strings.Contains(errs, "short-guessable") {
+		t.Errorf("exit %d, stderr %q; want a refusal saying how to make a token", code, errs)
 	}
 }

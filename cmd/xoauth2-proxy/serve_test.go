@@ -59,7 +59,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // SIGHUP reloads, SIGTERM shuts down cleanly. Not parallel: it signals
 // its own process.
 func TestServe_adminAPIReloadAndSignals(t *testing.T) {
-	t.Setenv("XOAUTH2_PROXY_ADMIN_TOKEN", "serve-test-token")
+	t.Setenv("XOAUTH2_PROXY_ADMIN_TOKEN", "serve-test-token-0123456789abcdef")
 	dir := t.TempDir()
 	accounts, cfg := filepath.Join(dir, "accounts.json"), filepath.Join(dir, "config.json")
 	writeFile(t, cfg, `{"global": {"smtp": {"server_hostname": "serve-test"}}}`)
@@ -95,7 +95,7 @@ func TestServe_adminAPIReloadAndSignals(t *testing.T) {
 	if code := get("/admin/status", ""); code != 401 {
 		t.Errorf("admin without token: %d", code)
 	}
-	if code := get("/admin/status", "serve-test-token"); code != 200 {
+	if code := get("/admin/status", "serve-test-token-0123456789abcdef"); code != 200 {
 		t.Errorf("admin with token: %d", code)
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {

@@ -89,6 +89,13 @@ func (n *newAccount) normalise() error {
 	case n.Provider == "gmail" && n.ClientSecret == "":
 		return errors.New("client_secret: required for gmail")
 	}
+	if n.OAuthTokenURL != "" {
+		// Checked before verify sends the secrets there; the loader
+		// checks it again when the record is saved.
+		if err := config.CheckTokenURL(n.OAuthTokenURL); err != nil {
+			return fmt.Errorf("oauth_token_url: %w", err)
+		}
+	}
 	local, _, _ := strings.Cut(n.Email, "@")
 	n.generated = nil
 	if n.AccountID == "" {
@@ -147,18 +154,51 @@ func (a *API) verify(ctx context.Context, n *newAccount) error {
 
 var errExists = errors.New("account already exists (use \"overwrite\": true to update it)")
 
-// edit changes accounts.json and reloads, one request at a time.
-func (a *API) edit(fn func(*config.AccountsFile) error) error {
+// edit changes accounts.json and reloads, one request at a time. g holds
+// the secrets the request gives (guarded).
+func (a *API) edit(g given, fn func(*config.AccountsFile) error) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	snap := a.b.Snapshot()
-	if err := config.EditAccounts(snap.AccountsPath, snap.ConfigPath, fn); err != nil {
+	if err := config.EditAccounts(snap.AccountsPath, snap.ConfigPath, a.guarded(snap, g, fn)); err != nil {
 		return err
 	}
 	if err := a.b.Reload(); err != nil {
 		return fmt.Errorf("saved, but reload failed: %w", err)
 	}
 	return nil
+}
+
+// guarded wraps an edit of accounts.json: the accounts before and after
+// it must pass checkDestinations. It resolves the records against the
+// provider blocks in force, so that only the request's change counts.
+func (a *API) guarded(snap *config.Snapshot, g given, fn func(*config.AccountsFile) error) func(*config.AccountsFile) error {
+	return func(f *config.AccountsFile) error {
+		// A record that does not validate now still has what could be
+		// read of it; the edit may be what fixes it. Nothing read would
+		// let every secret pass as new: refuse then.
+		before, err := f.Accounts(snap.Providers)
+		if before == nil && err != nil {
+			return fmt.Errorf("read the accounts before the change: %w", err)
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+		after, err := f.Accounts(snap.Providers)
+		if err != nil {
+			return err
+		}
+		return checkDestinations(before, after, g)
+	}
+}
+
+// gives returns the secrets the accounts of an add request give.
+func gives(list ...*newAccount) given {
+	g := given{}
+	for _, n := range list {
+		g.give(n.ClientSecret, n.RefreshToken)
+	}
+	return g
 }
 
 // upsert adds n, or, when overwrite is set, merges it into the existing
@@ -206,10 +246,13 @@ func (a *API) addAccount(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	err := a.edit(func(f *config.AccountsFile) error { return upsert(f, &n) })
+	err := a.edit(gives(&n), func(f *config.AccountsFile) error { return upsert(f, &n) })
 	switch {
 	case errors.Is(err, errExists):
 		fail(w, http.StatusConflict, err.Error())
+		return
+	case errors.Is(err, errRedirect):
+		fail(w, http.StatusForbidden, err.Error())
 		return
 	case err != nil:
 		fail(w, http.StatusBadRequest, err.Error())
@@ -334,14 +377,18 @@ func (a *API) saveBatch(list []newAccount, idx []int) []error {
 	defer a.writeMu.Unlock()
 	snap := a.b.Snapshot()
 	save := func(ks ...int) error {
-		return config.EditAccounts(snap.AccountsPath, snap.ConfigPath, func(f *config.AccountsFile) error {
-			for _, k := range ks {
-				if err := upsert(f, &list[idx[k]]); err != nil {
+		batch := make([]*newAccount, len(ks))
+		for j, k := range ks {
+			batch[j] = &list[idx[k]]
+		}
+		return config.EditAccounts(snap.AccountsPath, snap.ConfigPath, a.guarded(snap, gives(batch...), func(f *config.AccountsFile) error {
+			for _, n := range batch {
+				if err := upsert(f, n); err != nil {
 					return err
 				}
 			}
 			return nil
-		})
+		}))
 	}
 	all := make([]int, len(idx))
 	for k := range all {
@@ -377,7 +424,7 @@ func (a *API) saveBatch(list []newAccount, idx []int) []error {
 
 func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("email")
-	err := a.edit(func(f *config.AccountsFile) error { return f.Remove(f.Find(name)) })
+	err := a.edit(nil, func(f *config.AccountsFile) error { return f.Remove(f.Find(name)) })
 	switch {
 	case errors.Is(err, config.ErrNoAccount):
 		fail(w, http.StatusNotFound, "no account "+name)
@@ -400,7 +447,7 @@ func (a *API) deleteInvalid(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	if len(dead) > 0 {
-		err := a.edit(func(f *config.AccountsFile) error {
+		err := a.edit(nil, func(f *config.AccountsFile) error {
 			for _, e := range dead {
 				if err := f.Remove(f.Find(e)); err != nil && !errors.Is(err, config.ErrNoAccount) {
 					return err
@@ -426,7 +473,7 @@ func (a *API) deleteAll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := len(a.b.Registry().All())
-	if err := a.edit(func(f *config.AccountsFile) error { f.RemoveAll(); return nil }); err != nil {
+	if err := a.edit(nil, func(f *config.AccountsFile) error { f.RemoveAll(); return nil }); err != nil {
 		fail(w, http.StatusInternalServerError, err.Error())
 		return
 	}
@@ -499,10 +546,19 @@ func (a *API) patchAccount(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "no fields to change")
 		return
 	}
-	err := a.edit(func(f *config.AccountsFile) error { return f.Set(f.Find(name), fields) })
+	g := given{}
+	for _, k := range []string{"client_secret", "refresh_token"} {
+		if s, ok := fields[k].(string); ok {
+			g.give(s)
+		}
+	}
+	err := a.edit(g, func(f *config.AccountsFile) error { return f.Set(f.Find(name), fields) })
 	switch {
 	case errors.Is(err, config.ErrNoAccount):
 		fail(w, http.StatusNotFound, "no account "+name)
+		return
+	case errors.Is(err, errRedirect):
+		fail(w, http.StatusForbidden, err.Error())
 		return
 	case err != nil:
 		fail(w, http.StatusBadRequest, err.Error())
@@ -527,7 +583,7 @@ func (a *API) setDisabled(w http.ResponseWriter, r *http.Request, disabled bool)
 	if disabled {
 		v = true
 	}
-	err := a.edit(func(f *config.AccountsFile) error { return f.Set(f.Find(name), map[string]any{"disabled": v}) })
+	err := a.edit(nil, func(f *config.AccountsFile) error { return f.Set(f.Find(name), map[string]any{"disabled": v}) })
 	switch {
 	case errors.Is(err, config.ErrNoAccount):
 		fail(w, http.StatusNotFound, "no account "+name)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,10 +24,11 @@ const token = "test-admin-token"
 // backend is the proxy as the API sees it: the real loader and registry
 // over files in a temporary directory, and no provider (nothing verifies).
 type backend struct {
-	opts config.LoadOptions
-	mu   sync.Mutex
-	snap *config.Snapshot
-	reg  *account.Registry
+	opts     config.LoadOptions
+	mu       sync.Mutex
+	snap     *config.Snapshot
+	verified []string // token URLs VerifyCredentials was asked to use
+	reg      *account.Registry
 }
 
 func build(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
@@ -73,8 +75,22 @@ func (b *backend) Reload() error {
 	return nil
 }
 
-func (b *backend) Ready() bool                                              { return true }
-func (b *backend) VerifyCredentials(context.Context, *config.Account) error { return nil }
+func (b *backend) Ready() bool { return true }
+
+// VerifyCredentials records the token URL it would have asked.
+func (b *backend) VerifyCredentials(_ context.Context, c *config.Account) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.verified = append(b.verified, c.TokenURL)
+	return nil
+}
+
+func (b *backend) verifiedURLs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.verified)
+}
+
 func (b *backend) TokenStatus(*account.Account) admin.TokenStatus {
 	return admin.TokenStatus{State: "none"}
 }
@@ -84,7 +100,13 @@ func (b *backend) Budget(*account.Account) (quota.Status, bool)         { return
 // post sends body to the API and returns the status and decoded reply.
 func post(t *testing.T, api http.Handler, path, body string) (int, map[string]any, string) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	return send(t, api, http.MethodPost, path, body)
+}
+
+// send makes one authenticated request and returns the status and decoded reply.
+func send(t *testing.T, api http.Handler, method, path, body string) (int, map[string]any, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	rec := httptest.NewRecorder()
 	api.ServeHTTP(rec, req)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +28,12 @@ type Options struct {
 	Logger       *slog.Logger
 	// Gatherer serves /metrics; nil serves an empty registry.
 	Gatherer prometheus.Gatherer
-	Now      func() time.Time
+	// Registerer takes the API's own collectors (metrics.go); nil
+	// registers them nowhere.
+	Registerer prometheus.Registerer
+	// Now is the clock of uptime and of failed-authentication holds;
+	// default time.Now.
+	Now func() time.Time
 }
 
 // API is the admin HTTP handler.
@@ -38,6 +45,8 @@ type API struct {
 	mux     *http.ServeMux
 	writeMu sync.Mutex // one file edit + reload at a time, in request order
 	token   [sha256.Size]byte
+	fails   *authFailures
+	metrics *metrics
 }
 
 // New returns the admin API handler.
@@ -54,7 +63,8 @@ func New(b Backend, o Options) *API {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	a := &API{b: b, o: o, log: o.Logger, started: o.Now(), mux: http.NewServeMux()}
+	a := &API{b: b, o: o, log: o.Logger, started: o.Now(), mux: http.NewServeMux(),
+		fails: newAuthFailures(o.Now, o.Logger), metrics: newMetrics(o.Registerer)}
 	a.token = sha256.Sum256([]byte(o.Token.Reveal()))
 
 	a.mux.HandleFunc("GET /health", a.health)
@@ -89,16 +99,37 @@ func (a *API) handle(pattern string, h http.HandlerFunc) {
 			fail(w, http.StatusForbidden, "admin API disabled: no admin token configured; set one with --admin-token-file FILE or the XOAUTH2_PROXY_ADMIN_TOKEN environment variable")
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if !ok || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="xoauth2-proxy"`)
-			fail(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		if !a.authorized(w, r) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, a.o.MaxBodyBytes)
 		h(w, r)
 	})
+}
+
+// authorized checks the bearer token, unless the client's address is held
+// back after repeated failures (authfail.go), and answers the request
+// itself when it fails.
+func (a *API) authorized(w http.ResponseWriter, r *http.Request) bool {
+	key := clientKey(r.RemoteAddr)
+	if wait := a.fails.held(key); wait > 0 {
+		a.metrics.authFailures.WithLabelValues(resultRateLimited).Inc()
+		secs := strconv.Itoa(int(math.Ceil(wait.Seconds())))
+		w.Header().Set("Retry-After", secs)
+		fail(w, http.StatusTooManyRequests, "too many failed authentications from this address; retry in "+secs+" s")
+		return false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+	if !ok || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
+		a.metrics.authFailures.WithLabelValues(resultRefused).Inc()
+		a.fails.failed(key, r)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="xoauth2-proxy"`)
+		fail(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return false
+	}
+	a.fails.succeeded(key)
+	return true
 }
 
 func (a *API) health(w http.ResponseWriter, _ *http.Request) {

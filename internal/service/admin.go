@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,6 +35,24 @@ type AdminOptions struct {
 	// MetricsPerAccount adds per-account series (cardinality: opt-in).
 	MetricsPerAccount bool
 	Version           string
+}
+
+// minAdminTokenChars is the shortest admin token the service accepts: the
+// token lets its holder change every account, so it must not be
+// guessable. openssl rand -hex 32 makes one of 64.
+const minAdminTokenChars = 32
+
+// check refuses a token short enough to guess. No token is allowed: the
+// admin routes are then refused.
+func (o AdminOptions) check() error {
+	if o.Token.Empty() {
+		return nil
+	}
+	if n := utf8.RuneCountInString(o.Token.Reveal()); n < minAdminTokenChars {
+		return fmt.Errorf("admin token is %d characters; it must be at least %d: make one with "+
+			"\"openssl rand -hex 32 > admin-token\" (mode 0600) and pass --admin-token-file admin-token", n, minAdminTokenChars)
+	}
+	return nil
 }
 
 // initMetrics makes the registry and the collectors shared by the parts.
@@ -85,7 +104,7 @@ func (s *Service) startAdmin() (func(), error) {
 		s.log.Warn("admin API has no token: /admin routes are refused; set --admin-token-file or XOAUTH2_PROXY_ADMIN_TOKEN")
 	}
 	ln := s.adminLn
-	api := admin.New(s, admin.Options{Token: o.Token, Version: o.Version, Logger: s.log, Gatherer: s.metrics})
+	api := admin.New(s, admin.Options{Token: o.Token, Version: o.Version, Logger: s.log, Gatherer: s.metrics, Registerer: s.metrics})
 	// conns counts the connections' serve goroutines, which Serve starts
 	// and http.Server never waits for.
 	var conns sync.WaitGroup

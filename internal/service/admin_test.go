@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/fakeprovider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
 )
 
-const adminToken = "admin-t0ken-for-tests"
+const adminToken = "admin-t0ken-for-tests-4f1c9e2a7b3d"
 
 func newAdminEnv(t *testing.T) *env {
 	t.Helper()
@@ -315,6 +317,7 @@ func TestMetrics_namesAndTraffic(t *testing.T) {
 		`smtp_connections_total{result="accepted"} 1`, `smtp_commands_total{command="AUTH"} 2`, `smtp_commands_total{command="MAIL"} 1`,
 		`smtp_commands_total{command="RCPT"} 2`, `smtp_connections_closed_total{reason="timeout"} 0`, `smtp_tls_total{mode="starttls"}`,
 		`smtp_connections_closed_total{reason="auth_timeout"} 0`, "smtp_auth_deferred_total 0", "smtp_auth_checks_waiting 0",
+		`admin_auth_failures_total{result="refused"} 0`, `admin_auth_failures_total{result="rate_limited"} 0`,
 	} {
 		if !strings.Contains(out, name) {
 			t.Errorf("metrics lack %q", name)
@@ -348,5 +351,76 @@ func TestAdmin_deleteInvalidRemovesOnlyRejectedCredentials(t *testing.T) {
 	}
 	if e.svc.Reg.Find(userOne) != nil || e.svc.Reg.Find(userA) == nil {
 		t.Fatal("wrong accounts deleted")
+	}
+}
+
+// TestAdmin_tokenAloneCannotSendSecretsElsewhere is pentest item 6 end
+// to end: PATCH an account's oauth_token_url to a host the caller runs,
+// then force a refresh. The host must receive nothing, however the
+// PATCH is answered.
+func TestAdmin_tokenAloneCannotSendSecretsElsewhere(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	var mu sync.Mutex
+	var received []string
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		received = append(received, string(body))
+		mu.Unlock()
+		http.Error(w, `{"error": "invalid_grant"}`, http.StatusBadRequest)
+	}))
+	defer collector.Close()
+
+	code, m, raw := e.call(t, "PATCH", "/admin/accounts/"+userA, adminToken, map[string]any{"oauth_token_url": collector.URL + "/token"})
+	if code != http.StatusForbidden || m["success"] != false {
+		t.Errorf("PATCH oauth_token_url: %d %s", code, raw)
+	}
+	e.call(t, "POST", "/admin/accounts/"+userA+"/refresh", adminToken, nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(received) > 0 {
+		t.Errorf("the caller's host received %d token requests, with secrets %v", len(received), secretsIn(strings.Join(received, "\n")))
+	}
+}
+
+// TestAdmin_shortTokenRefusedAtStart: a token short enough to guess stops
+// the start, saying how to make a good one; none at all still starts
+// (with the admin routes refused).
+func TestAdmin_shortTokenRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	accounts := oneAccountFile(t)
+	for _, tc := range []struct {
+		name  string
+		token string
+		ok    bool
+	}{
+		{"none", "", true},
+		{"16 characters", "0123456789abcdef", false},
+		{"31 characters", strings.Repeat("x", 31), false},
+		{"32 characters", strings.Repeat("x", 32), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			svc, err := service.New(service.Options{
+				Load:   config.LoadOptions{AccountsPath: accounts, SearchDirs: []string{}},
+				Listen: "127.0.0.1:0",
+				DryRun: true,
+				Admin:  service.AdminOptions{Listen: "127.0.0.1:0", Token: secret.New(tc.token)},
+			})
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				runService(t, svc)
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "at least 32") || !strings.Contains(err.Error(), "openssl rand -hex 32") {
+				t.Fatalf("err = %v, want one asking for 32 characters from openssl rand -hex 32", err)
+			}
+			if strings.Contains(err.Error(), tc.token) {
+				t.Errorf("the error quotes the token: %v", err)
+			}
+		})
 	}
 }

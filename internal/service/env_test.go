@@ -173,6 +173,18 @@ func writeKeyPair(t *testing.T, dir string, c tls.Certificate) (certFile, keyFil
 	return certFile, keyFile
 }
 
+// oneAccountFile writes an accounts.json with one gmail account, for tests
+// of the start that need a valid file and no provider.
+func oneAccountFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "accounts.json")
+	writeJSON(t, path, []map[string]any{{
+		"account_id": "a", "email": "a@example.com", "provider": "gmail",
+		"client_id": "c", "client_secret": "s", "refresh_token": "r",
+	}})
+	return path
+}
+
 func writeJSON(t *testing.T, path string, v any) {
 	t.Helper()
 	b, err := json.MarshalIndent(v, "", "  ")

@@ -197,13 +197,8 @@ func TestListener_authFailureLimit(t *testing.T) {
 // stops the start with a clear error.
 func TestListener_tlsPortNeedsCertificate(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	writeJSON(t, filepath.Join(dir, "accounts.json"), []map[string]any{{
-		"account_id": "a", "email": "a@example.com", "provider": "gmail",
-		"client_id": "c", "client_secret": "s", "refresh_token": "r",
-	}})
 	_, err := service.New(service.Options{
-		Load:    config.LoadOptions{AccountsPath: filepath.Join(dir, "accounts.json"), SearchDirs: []string{}},
+		Load:    config.LoadOptions{AccountsPath: oneAccountFile(t), SearchDirs: []string{}},
 		Listen:  "127.0.0.1:0",
 		TLSPort: -1,
 		DryRun:  true,

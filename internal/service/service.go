@@ -146,6 +146,9 @@ func New(opts Options) (*Service, error) {
 	if opts.BudgetFlushInterval <= 0 {
 		opts.BudgetFlushInterval = budgetFlushEvery
 	}
+	if err := opts.Admin.check(); err != nil { // admin.go
+		return nil, err
+	}
 	log := opts.Logger
 	snap, warns, err := config.Load(opts.Load)
 	for _, w := range warns {
