@@ -148,7 +148,7 @@ func (c *conn) authFailed(user string, r reply.Reply) {
 // refuseAuth ends the session of a client over an AUTH failure limit.
 func (c *conn) refuseAuth(which string) {
 	c.srv.stats.authRefused.Add(1)
-	c.log.Warn("AUTH refused: too many failures", "per", which)
+	c.srv.warn(c.log, "auth_limit_per_"+which, "AUTH refused: too many failures", "per", which)
 	c.reply(errAuthLimited)
 	c.quit = true
 }
