@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
@@ -111,7 +112,8 @@ func (r *Relay) coolDown(a *account.Account, kind provider.Kind, rp reply.Reply)
 	}
 	r.opts.Budget.CoolDown(a.Cfg.ID, rp.String(), d)
 	r.m.cooldowns.WithLabelValues(kind.String()).Inc()
-	r.log.Warn("account cooling down", "account", a.Cfg.ID, "cause", kind.String(), "for", d, "upstream_reply", rp.String())
+	r.logs.Warn(r.log, logthrottle.Key{Account: a.Cfg.ID, Reason: "cooldown " + kind.String()}, "account cooling down",
+		"account", a.Cfg.ID, "cause", kind.String(), "for", d, "upstream_reply", rp.String())
 }
 
 // noTicket is the Ticket when budgets are off: it reserves nothing.

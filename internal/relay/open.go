@@ -13,6 +13,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
@@ -147,9 +148,12 @@ func authenticate(ctx context.Context, c *upstream.Client, a *config.Account, to
 }
 
 // openFailure maps a failure to open a session into the client's reply,
-// and logs the cause, which the client does not see.
+// and logs the cause, which the client does not see. Under overload every
+// transaction fails alike: errors_total counts each failure, the log shows
+// an account's first of a kind and then counts (logthrottle).
 func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) reply.Reply {
 	log := r.log.With("conn_id", c.ID, "account", a.Cfg.ID, "err", err)
+	key := func(reason string) logthrottle.Key { return logthrottle.Key{Account: a.Cfg.ID, Reason: reason} }
 	var te *token.Error
 	var se *SourceIPError
 	var ae *upstream.AuthError
@@ -162,14 +166,14 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 			// Gmail's 421 4.7.0 "Try again later": the account's
 			// rate, not its sessions; the cool-down holds it back.
 			errType = "rate_refused"
-			log.Warn("provider refused a session for the account's rate", "upstream_reply", rp.String())
+			r.logs.Warn(log, key(errType), "provider refused a session for the account's rate", "upstream_reply", rp.String())
 		} else {
 			errType = "concurrency_refused"
 			// PROVIDERS.md: 421 4.3.0 / 454 4.7.0 (Gmail), 432 4.3.2
 			// (Microsoft) mean "too many sessions": hold back instead of
 			// hammering the account.
 			a.Pool.Shrink(r.opts.ShrinkFor)
-			log.Warn("provider refused another session; lowering the account's session cap for a while",
+			r.logs.Warn(log, key(errType), "provider refused another session; lowering the account's session cap for a while",
 				"for", r.opts.ShrinkFor, "cap", a.Pool.Cap(), "upstream_reply", rp.String())
 		}
 		return reply.New(451, "4.7.0", a.Cfg.Email+": provider says: "+rp.String())
@@ -177,19 +181,19 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 	switch {
 	case errors.Is(err, pool.ErrBusy):
 		errType = "busy"
-		log.Warn("no upstream session free", "wait", r.opts.AcquireTimeout)
+		r.logs.Warn(log, key(errType), "no upstream session free", "wait", r.opts.AcquireTimeout)
 		return reply.New(451, "4.7.0", a.Cfg.Email+": all upstream sessions busy, try again later")
 	case errors.As(err, &se):
 		errType = "source_ip"
-		log.Error("account cannot send: its source address is unusable")
+		r.logs.Error(log, key(errType), "account cannot send: its source address is unusable")
 		return reply.New(451, "4.4.0", a.Cfg.Email+": configured source address unavailable, not sending from another one")
 	case isAddrNotAvail(err):
 		errType = "source_ip"
-		log.Error("account cannot send: binding its source address failed")
+		r.logs.Error(log, key(errType), "account cannot send: binding its source address failed")
 		return reply.New(451, "4.4.0", a.Cfg.Email+": configured source address unavailable, not sending from another one")
 	case errors.As(err, &te):
 		errType = "token"
-		log.Warn("token refresh failed")
+		r.logs.Warn(log, key(errType), "token refresh failed")
 		if te.Final {
 			errType = "token_final"
 			return reply.New(454, "4.7.0", a.Cfg.Email+": OAuth2 credentials rejected by the provider; account needs new consent")
@@ -197,20 +201,20 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 		return reply.New(454, "4.7.0", a.Cfg.Email+": cannot obtain an OAuth2 access token, try again later")
 	case errors.As(err, &ae):
 		errType = "upstream_auth"
-		log.Warn("upstream authentication failed", "upstream_reply", ae.Reply.String())
+		r.logs.Warn(log, key(errType), "upstream authentication failed", "upstream_reply", ae.Reply.String())
 		return reply.New(454, "4.7.0", a.Cfg.Email+": upstream authentication failed: "+ae.Reply.String())
 	case errors.As(err, &ue) && ue.Reply != nil:
-		log.Warn("upstream refused the session", "stage", ue.Stage)
+		r.logs.Warn(log, key("upstream_refused"), "upstream refused the session", "stage", ue.Stage)
 		if ue.Reply.Temporary() || ue.Reply.Permanent() {
 			return reply.New(451, "4.4.0", "upstream refused the connection: "+ue.Reply.String())
 		}
 		return reply.New(451, "4.4.0", "upstream refused the connection")
 	case errors.Is(err, context.DeadlineExceeded):
 		errType = "timeout"
-		log.Warn("opening an upstream session timed out")
+		r.logs.Warn(log, key(errType), "opening an upstream session timed out")
 		return reply.New(451, "4.4.1", "Upstream did not answer in time, try again later")
 	default:
-		log.Warn("cannot open upstream session")
+		r.logs.Warn(log, key(errType), "cannot open upstream session")
 		return reply.New(451, "4.4.1", "Cannot connect to upstream, try again later")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
@@ -29,6 +30,11 @@ type Options struct {
 	// Budget keeps the accounts' sending budgets; nil: no budgets.
 	Budget quota.Budget
 	Logger *slog.Logger
+	// LogThrottle aggregates the warnings every transaction can repeat
+	// under overload (sessions busy, upstream lost, cool-downs); its
+	// owner flushes it. nil: one of the relay's own, over Logger, whose
+	// summaries only the next event of their key writes.
+	LogThrottle *logthrottle.Throttle
 }
 
 // Counters are the relay's outcome counts.
@@ -44,6 +50,7 @@ type Relay struct {
 	reg   *account.Registry
 	opts  Options
 	log   *slog.Logger
+	logs  *logthrottle.Throttle
 	m     *Metrics
 	Stats Counters
 }
@@ -62,7 +69,10 @@ func New(reg *account.Registry, opts Options) *Relay {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil, false)
 	}
-	return &Relay{reg: reg, opts: opts, log: opts.Logger, m: opts.Metrics}
+	if opts.LogThrottle == nil {
+		opts.LogThrottle = logthrottle.New(logthrottle.Options{Logger: opts.Logger})
+	}
+	return &Relay{reg: reg, opts: opts, log: opts.Logger, logs: opts.LogThrottle, m: opts.Metrics}
 }
 
 // AuthKey implements smtpd.AuthKeyer: failed AUTHs count by account.
@@ -224,8 +234,9 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 	if err != nil || sess.Broken() {
 		// A 421 read in full breaks the session without an error.
 		t.broken = true
-		t.r.log.Warn("upstream envelope failed", "conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err,
-			"upstream_reply", firstReply(replies))
+		t.r.m.errors.WithLabelValues("upstream_lost").Inc()
+		t.r.logs.Warn(t.r.log, logthrottle.Key{Account: t.a.Cfg.ID, Reason: "upstream_lost"}, "upstream envelope failed",
+			"conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err, "upstream_reply", firstReply(replies))
 	}
 	return out
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
@@ -90,6 +91,10 @@ type Service struct {
 	// tokenTransport is the token endpoints' transport when New made it
 	// (no Options.HTTPClient); Run closes its idle connections last.
 	tokenTransport *http.Transport
+	// logs aggregates the warnings that the relay and the SMTP server
+	// repeat under overload; Run's sweeper flushes it, and Run writes
+	// what it still owes at the end.
+	logs *logthrottle.Throttle
 }
 
 // tokenHTTPClient is the one HTTP client every token source shares
@@ -159,7 +164,7 @@ func New(opts Options) (*Service, error) {
 	}
 	log.Info("configuration loaded", "config", snap.ConfigPath, "accounts_file", snap.AccountsPath, "accounts", len(snap.Accounts))
 
-	s := &Service{opts: opts, log: log, Snap: snap}
+	s := &Service{opts: opts, log: log, Snap: snap, logs: logthrottle.New(logthrottle.Options{Logger: log})}
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient, s.tokenTransport = tokenHTTPClient(snap.Global.HTTPPool)
 	}
@@ -192,6 +197,7 @@ func New(opts Options) (*Service, error) {
 			Budget:         s.budgets,
 			AcquireTimeout: snap.Global.Timeouts.ConnectionAcquire,
 			Logger:         log,
+			LogThrottle:    s.logs,
 		})
 		backend = s.Relay
 	}
@@ -209,6 +215,7 @@ func New(opts Options) (*Service, error) {
 		// Every failed AUTH is answered this long after its credentials.
 		AuthFailureDelay: opts.AuthFailDelay,
 		Logger:           log,
+		LogThrottle:      s.logs,
 	}
 	if err := s.listenerConfig(&scfg, g); err != nil { // listener.go: TLS, PROXY protocol, limits
 		s.Reg.Close()
@@ -356,6 +363,7 @@ func (s *Service) Run(ctx context.Context) error {
 			select {
 			case <-sweep.C:
 				s.Reg.Sweep()
+				s.logs.Flush() // the summaries of bursts that ended
 			case <-flush.C:
 				s.saveBudgets()
 			case <-sweepDone:
@@ -379,6 +387,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if errors.Is(serveErr, smtpd.ErrServerClosed) {
 		serveErr = nil
 	}
+	s.logs.FlushAll() // after the last connection: every count owed
 	if err != nil {
 		s.log.Warn("shutdown deadline passed; connections closed", "err", err)
 	}

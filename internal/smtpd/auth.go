@@ -163,7 +163,7 @@ func (c *conn) login(ctx context.Context, prio int, user, pass string) (Sender, 
 			return nil, ctx.Err()
 		}
 		c.srv.stats.authBusy.Add(1)
-		c.log.Warn("AUTH deferred: no password check slot", "wait", c.srv.cfg.AuthQueueTimeout)
+		c.srv.warn(c.log, "auth_deferred", "AUTH deferred: no password check slot", "wait", c.srv.cfg.AuthQueueTimeout)
 		return nil, errAuthBusy
 	}
 	defer c.srv.gate.release()
@@ -189,7 +189,7 @@ func (c *conn) authFailed(ctx context.Context, start time.Time, r reply.Reply) {
 // refuseAuth ends the session of a client over an AUTH failure limit.
 func (c *conn) refuseAuth(which string) {
 	c.srv.stats.authRefused.Add(1)
-	c.log.Warn("AUTH refused: too many failures", "per", which)
+	c.srv.warn(c.log, "auth_limit_per_"+which, "AUTH refused: too many failures", "per", which)
 	c.reply(errAuthLimited)
 	c.quit = true
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/proxyproto"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 )
@@ -204,7 +205,7 @@ func (c *conn) readFailed(err error) {
 func (c *conn) recoverPanic() {
 	if v := recover(); v != nil {
 		c.srv.stats.panics.Add(1)
-		c.log.Error("panic serving connection", "panic", v, "stack", string(debug.Stack()))
+		c.srv.cfg.LogThrottle.Error(c.log, logthrottle.Key{Reason: "panic"}, "panic serving connection", "panic", v, "stack", string(debug.Stack()))
 	}
 }
 
@@ -219,7 +220,7 @@ func (c *conn) start(ctx context.Context) bool {
 		h, err := proxyproto.Read(c.br)
 		if err != nil {
 			c.srv.stats.proxyFailures.Add(1)
-			c.log.Warn("closing: no valid PROXY header from a load balancer", "err", err)
+			c.srv.warn(c.log, "proxy_header", "closing: no valid PROXY header from a load balancer", "err", err)
 			return false
 		}
 		if !h.Local {
@@ -236,7 +237,7 @@ func (c *conn) start(ctx context.Context) bool {
 	c.countedIP = !c.trusted
 	if c.countedIP && !c.srv.perIP.acquire(c.ipKey, cfg.MaxConnectionsPerIP) {
 		c.srv.stats.refusedPerIP.Add(1)
-		c.log.Warn("connection refused: per-address limit", "limit", cfg.MaxConnectionsPerIP)
+		c.srv.warn(c.log, "connection_limit_per_address", "connection refused: per-address limit", "limit", cfg.MaxConnectionsPerIP)
 		if !c.implicitTLS {
 			c.reply(reply.New(421, "4.7.0", cfg.Hostname+" too many connections from your address, try again later"))
 			_ = c.flush()

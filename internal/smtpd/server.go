@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 )
 
@@ -101,6 +102,11 @@ type Config struct {
 	// Now is the clock of the AUTH failure limits; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger // nil: discard
+	// LogThrottle aggregates the warnings a flood of connections repeats
+	// (caps, AUTH limits, bad PROXY headers); its owner flushes it. nil:
+	// one of the server's own, over Logger, whose summaries only the next
+	// event of their key writes.
+	LogThrottle *logthrottle.Throttle
 }
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -178,6 +184,15 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.LogThrottle == nil {
+		c.LogThrottle = logthrottle.New(logthrottle.Options{Logger: c.Logger})
+	}
+}
+
+// warn logs an event that a flood of connections repeats: the first of
+// its reason in full, then a count (Config.LogThrottle). Stats count each.
+func (s *Server) warn(log *slog.Logger, reason, msg string, args ...any) {
+	s.cfg.LogThrottle.Warn(log, logthrottle.Key{Reason: reason}, msg, args...)
 }
 
 // Stats are the server's counters since New.
@@ -340,7 +355,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
 				// Back off like net/http on temporary accept errors.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept", "err", err, "retry_in", delay)
+				s.warn(s.log, "accept", "accept", "err", err, "retry_in", delay)
 				t := time.NewTimer(delay)
 				select {
 				case <-t.C:
@@ -368,7 +383,7 @@ func (s *Server) startConn(ctx context.Context, nc net.Conn, implicitTLS bool) {
 			_, _ = nc.Write(reply.New(421, "4.7.0", s.cfg.Hostname+" too many connections, try again later").Append(nil))
 		}
 		_ = nc.Close()
-		s.log.Warn("connection refused: limit", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
+		s.warn(s.log, "connection_limit", "connection refused: limit", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
 		return
 	}
 	c := newConn(s, nc, "c"+strconv.FormatUint(s.nextID.Add(1), 36), implicitTLS)
