@@ -17,30 +17,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
-)
 
-// AuthType is how an account obtains access tokens ("auth_type").
-type AuthType string
-
-const (
-	// AuthRefreshToken: the refresh_token grant (default). Needs client_id,
-	// refresh_token, and client_secret for gmail.
-	AuthRefreshToken AuthType = "refresh_token"
-	// AuthGoogleServiceAccount: Google domain-wide delegation. Needs
-	// service_account_key_file or service_account_key; the account's email
-	// is the mailbox impersonated.
-	AuthGoogleServiceAccount AuthType = "google_service_account"
-	// AuthClientCredentials: Microsoft app-only. Needs client_id, tenant
-	// (or oauth_token_url), and client_secret or certificate_file (with
-	// private_key_file unless the certificate file holds the key).
-	AuthClientCredentials AuthType = "client_credentials"
-)
-
-// Scopes applied when an account of these auth types sets none
-// (PROVIDERS.md: OAuth2 token endpoints and grants).
-const (
-	ScopeGoogleMail     = "https://mail.google.com/"
-	ScopeOutlookAppOnly = "https://outlook.office365.com/.default"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 // MicrosoftTokenURL is the Microsoft identity platform v2 token endpoint
@@ -162,13 +140,13 @@ var multiTenant = map[string]bool{"common": true, "organizations": true, "consum
 
 // parseAuthType reads "auth_type".
 func parseAuthType(o *object, a *Account) {
-	a.AuthType = AuthRefreshToken
+	a.AuthType = token.AuthRefreshToken
 	var s string
 	if !o.str("auth_type", &s) {
 		return
 	}
-	switch t := AuthType(strings.ToLower(s)); t {
-	case AuthRefreshToken, AuthGoogleServiceAccount, AuthClientCredentials:
+	switch t := token.AuthType(strings.ToLower(s)); t {
+	case token.AuthRefreshToken, token.AuthGoogleServiceAccount, token.AuthClientCredentials:
 		a.AuthType = t
 	default:
 		o.errorf("auth_type", `must be "refresh_token", "google_service_account" or "client_credentials", not %q`, s)
@@ -183,21 +161,21 @@ func parseCredentials(o *object, a *Account, keys *keyCache, explicitURL bool) {
 		o.errorf("tenant", "must be a tenant id, a domain, \"organizations\", \"common\" or \"consumers\", not %q", a.Tenant)
 	}
 	switch a.AuthType {
-	case AuthGoogleServiceAccount:
+	case token.AuthGoogleServiceAccount:
 		a.ServiceAccount = parseServiceAccountKey(o, a, keys)
 		if !explicitURL && a.ServiceAccount != nil && a.ServiceAccount.TokenURI != "" {
 			a.TokenURL = a.ServiceAccount.TokenURI
 			checkTokenURL(o, "service_account_key_file", a.TokenURL)
 		}
 		if a.Scope == "" {
-			a.Scope = ScopeGoogleMail
+			a.Scope = token.ScopeGoogleMail
 		}
 		for _, k := range []string{"refresh_token", "client_secret", "tenant", "certificate_file", "private_key_file"} {
 			if _, ok := o.get(k); ok {
 				o.warnf(k, "ignored: auth_type %q does not use it", a.AuthType)
 			}
 		}
-	case AuthClientCredentials:
+	case token.AuthClientCredentials:
 		switch {
 		case !explicitURL && a.Tenant == "":
 			o.errorf("tenant", `required with auth_type "client_credentials" unless oauth_token_url is set`)
@@ -216,14 +194,14 @@ func parseCredentials(o *object, a *Account, keys *keyCache, explicitURL bool) {
 			}
 		}
 		if a.Scope == "" {
-			a.Scope = ScopeOutlookAppOnly
+			a.Scope = token.ScopeOutlookAppOnly
 		}
 		for _, k := range []string{"refresh_token", "service_account_key_file", "service_account_key"} {
 			if _, ok := o.get(k); ok {
 				o.warnf(k, "ignored: auth_type %q does not use it", a.AuthType)
 			}
 		}
-	default: // AuthRefreshToken
+	default: // token.AuthRefreshToken
 		if a.Tenant != "" && !explicitURL {
 			if blockName(a.Provider) == ProviderGmail {
 				o.warnf("tenant", "ignored: a tenant names a Microsoft directory, and this is a gmail account")
