@@ -68,6 +68,16 @@ func ReadAccountsFile(path string) (*AccountsFile, error) {
 	return f, nil
 }
 
+// NewAccountsFile returns an accounts file with no accounts, in the object
+// layout with a comment: {"_comment": comment, "accounts": []}. For the
+// programs that generate one (demo, bench); Bytes renders it.
+func NewAccountsFile(comment string) *AccountsFile {
+	top := &ordered{vals: map[string]json.RawMessage{}}
+	_ = top.set("_comment", comment) // a string always marshals
+	_ = top.set("accounts", []any{})
+	return &AccountsFile{wrapped: true, top: top}
+}
+
 func decodeList(raw []byte) ([]*ordered, error) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {

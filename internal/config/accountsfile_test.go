@@ -202,16 +202,7 @@ func TestAccountsFile_Merge(t *testing.T) {
 				t.Fatalf("record 2 not found:\n%s", s)
 			}
 			rec := s[start:end]
-			for _, w := range tc.want {
-				if !strings.Contains(rec, w) {
-					t.Errorf("record lacks %s:\n%s", w, rec)
-				}
-			}
-			for _, g := range tc.gone {
-				if strings.Contains(rec, g) {
-					t.Errorf("record still holds %s:\n%s", g, rec)
-				}
-			}
+			checkText(t, rec, tc.want, tc.gone)
 			// Key order kept: email before ip_address before the overrides.
 			if !(strings.Index(rec, `"email"`) < strings.Index(rec, `"ip_address"`) &&
 				strings.Index(rec, `"ip_address"`) < strings.Index(rec, `"connection_settings"`)) {
