@@ -176,11 +176,11 @@ type Account struct {
 	// ServiceAccount is the parsed key of a token.AuthGoogleServiceAccount
 	// account ("service_account_key_file" or "service_account_key"),
 	// shared with the other accounts of the same key; nil otherwise.
-	ServiceAccount *ServiceAccountKey
+	ServiceAccount *token.ServiceAccountKey
 	// Certificate is the certificate credential of an
 	// token.AuthClientCredentials account ("certificate_file",
 	// "private_key_file"); nil when it uses a client secret.
-	Certificate *ClientCertificate
+	Certificate *token.ClientCertificate
 	SMTPAddr    string // "oauth_endpoint" or the provider's, host:port
 	TLS         upstream.TLSMode
 	Mechanism   upstream.Mechanism
