@@ -10,23 +10,15 @@ import (
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/adminclient"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 )
 
-// accountView is what the API shows of an account: never a secret.
-type accountView struct {
-	AccountID     string `json:"account_id"`
-	Email         string `json:"email"`
-	IPAddress     string `json:"ip_address"`
-	VMTAName      string `json:"vmta_name"`
-	Provider      string `json:"provider"`
-	OAuthEndpoint string `json:"oauth_endpoint"`
-	OAuthTokenURL string `json:"oauth_token_url"`
-}
-
-func viewOf(c *config.Account) accountView {
-	v := accountView{
+// viewOf is what the API shows of an account, never a secret, in the
+// shape its client reads (adminclient.Account).
+func viewOf(c *config.Account) adminclient.Account {
+	v := adminclient.Account{
 		AccountID: c.ID, Email: c.Email, VMTAName: c.VMTAName, Provider: c.Provider,
 		OAuthEndpoint: c.SMTPAddr, OAuthTokenURL: c.TokenURL,
 	}
@@ -38,7 +30,7 @@ func viewOf(c *config.Account) accountView {
 
 func (a *API) listAccounts(w http.ResponseWriter, _ *http.Request) {
 	all := a.b.Registry().All()
-	views := make([]accountView, 0, len(all))
+	views := make([]adminclient.Account, 0, len(all))
 	for _, acc := range all {
 		views = append(views, viewOf(acc.Cfg))
 	}
@@ -396,7 +388,7 @@ func (a *API) deleteAll(w http.ResponseWriter, r *http.Request) {
 
 // accountStatus is the live view of GET /admin/accounts/{email}.
 type accountStatus struct {
-	accountView
+	adminclient.Account
 	Disabled bool        `json:"disabled"`
 	Token    TokenStatus `json:"token"`
 	Sessions struct {
@@ -416,7 +408,7 @@ type accountStatus struct {
 }
 
 func (a *API) statusOf(acc *account.Account) accountStatus {
-	s := accountStatus{accountView: viewOf(acc.Cfg), Disabled: acc.Cfg.Disabled, Token: a.b.TokenStatus(acc)}
+	s := accountStatus{Account: viewOf(acc.Cfg), Disabled: acc.Cfg.Disabled, Token: a.b.TokenStatus(acc)}
 	if acc.Pool != nil {
 		st := acc.Pool.Stats()
 		s.Sessions.Open, s.Sessions.Busy, s.Sessions.Opened, s.Sessions.Cap = st.Open, st.Busy, st.Opened, acc.Pool.Cap()
