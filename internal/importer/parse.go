@@ -83,12 +83,12 @@ func isHeader(s string) bool {
 //
 // Fields are separated by commas; spaces around a field are dropped; a
 // field may be double-quoted as in CSV ("" is a quote inside one). An empty
-// account_id is generated later (Record.Normalise), an empty client_secret
+// account_id is generated later (Normalise), an empty client_secret
 // is a public client (Outlook). With five fields the fifth is the
 // client_secret, unless it is an IP address: no client secret looks like
 // one, and old files for Outlook public clients left the secret out rather
 // than empty. ParseLine checks the shape of each field, not the account as
-// a whole (Record.Normalise does that). Errors name fields, never values:
+// a whole (Normalise does that). Errors name fields, never values:
 // a line holds a refresh token.
 func ParseLine(s string) (config.AccountRecord, error) {
 	f, err := splitFields(s)
