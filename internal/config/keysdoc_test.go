@@ -20,6 +20,13 @@ func TestDocs_everyKeyIsDocumented(t *testing.T) {
 	accepted := acceptedKeys(t)
 	doc := readDocKeys(t, filepath.Join("..", "..", "docs", "config.md"))
 
+	for _, o := range doc.old {
+		named := func(k string) bool { return namesKey(o, k) }
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(accepted.config)), named) &&
+			!slices.ContainsFunc(slices.Collect(maps.Keys(accepted.accounts)), named) {
+			t.Errorf("config.md lists old key %q, which the loader does not accept", o)
+		}
+	}
 	for _, f := range []struct {
 		name       string
 		accepted   map[string]keyUse
@@ -214,14 +221,17 @@ func (d docKeys) accountKey(k string) bool {
 // oldKey reports whether the list of old keys names k: by its path, a
 // tail of it, an enclosing block, or a pattern such as "prewarm_*".
 func (d docKeys) oldKey(k string) bool {
+	return slices.ContainsFunc(d.old, func(o string) bool { return namesKey(o, k) })
+}
+
+// namesKey reports whether o, an entry of the list of old keys, names key k.
+func namesKey(o, k string) bool {
 	last := k[strings.LastIndexByte(k, '.')+1:]
-	for _, o := range d.old {
-		switch {
-		case o == k, strings.HasSuffix(k, "."+o), strings.HasPrefix(k, o+"."):
-			return true
-		case strings.HasSuffix(o, "*") && strings.HasPrefix(last, strings.TrimSuffix(o, "*")):
-			return true
-		}
+	switch {
+	case o == k, strings.HasSuffix(k, "."+o), strings.HasPrefix(k, o+"."):
+		return true
+	case strings.HasSuffix(o, "*"):
+		return strings.HasPrefix(last, strings.TrimSuffix(o, "*"))
 	}
 	return false
 }
