@@ -17,9 +17,10 @@ import (
 )
 
 // ServiceAccountKey is a parsed Google service-account key (the JSON file
-// Google issues). One key may serve many accounts; Load parses each key
-// once and the accounts share the value (config.Load does). It is a crypto.Signer for RS256
-// assertions and never prints its private key.
+// Google issues). One key may serve many accounts, which then share one
+// value (config.Load parses each key file once). It is a crypto.Signer for
+// RS256 assertions and never prints its private key; it is only read, so
+// it is safe for concurrent use.
 type ServiceAccountKey struct {
 	Source      string // the key file's absolute path, or "inline (account <id>)"
 	ClientEmail string // "client_email": the assertion's issuer
