@@ -109,18 +109,18 @@ func (c *conn) auth(ctx context.Context, arg string) {
 	// An authorization identity different from the user would mean
 	// "send as someone else"; we do not support proxy authorization.
 	if authz != "" && authz != user {
-		at.failed = true
+		c.srv.auth.fail(at)
 		c.authFailed(ctx, start, errAuthInvalid)
 		return
 	}
-	sender, err := c.login(ctx, at.prio, user, pass)
+	sender, err := c.login(ctx, at, user, pass)
 	if err != nil {
 		r := reply.FromError(err, c.info.ID)
 		if r.Code == 451 && r.Enhanced == "4.3.0" {
 			r = reply.New(454, "4.7.0", "Temporary authentication failure (ref "+c.info.ID+")")
 		}
 		if r.Code == 535 {
-			at.failed = true
+			c.srv.auth.fail(at) // counted in login already: a no-op
 			c.authFailed(ctx, start, r)
 			return
 		}
@@ -154,9 +154,9 @@ func (s *Server) authKey(user string) string {
 
 // login runs the backend's password check in a slot of the authGate,
 // waiting at most AuthQueueTimeout for one.
-func (c *conn) login(ctx context.Context, prio int, user, pass string) (Sender, error) {
+func (c *conn) login(ctx context.Context, at *attempt, user, pass string) (Sender, error) {
 	wait, cancel := context.WithTimeout(ctx, c.srv.cfg.AuthQueueTimeout)
-	err := c.srv.gate.acquire(wait, prio)
+	err := c.srv.gate.acquire(wait, at)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -167,7 +167,13 @@ func (c *conn) login(ctx context.Context, prio int, user, pass string) (Sender, 
 		return nil, errAuthBusy
 	}
 	defer c.srv.gate.release()
-	return c.srv.backend.Login(ctx, &c.info, user, pass)
+	sender, err := c.srv.backend.Login(ctx, &c.info, user, pass)
+	if err != nil && reply.FromError(err, c.info.ID).Code == 535 {
+		// Counted before the slot goes on, so that the next waiter is
+		// chosen knowing this failure.
+		c.srv.auth.fail(at)
+	}
+	return sender, err
 }
 
 // authFailed answers a failed AUTH with r once AuthFailureDelay has passed

@@ -1,8 +1,8 @@
 package smtpd
 
 import (
-	"container/heap"
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -10,40 +10,43 @@ import (
 // CPU by design; unbounded, a guesser with a hundred connections takes
 // every core and delays real mail and real logins (issue 16, finding 3).
 //
-// Waiters are served lowest priority value first, arrival order among
-// equals. The priority of an attempt is the number of recent failures of
-// its client address and its username (authLimiter), so a client that
-// has not been failing goes ahead of a guesser's queue, whose own
-// failures push it back. A waiter gives up when its context ends.
+// A freed slot goes to the waiter whose keys have the fewest failures
+// now (authLimiter.priorities), arrival order among equals. Counting at
+// hand-over rather than at arrival matters: a guesser's first attempts
+// queue before its failures exist, and would otherwise stay ahead of a
+// client that came later. A waiter gives up when its context ends.
 type authGate struct {
-	mu    sync.Mutex // guards free, queue, seq
-	free  int        // slots not held
-	queue gateQueue
-	seq   uint64
+	lim *authLimiter // ranks the waiters
+
+	mu      sync.Mutex // guards free, waiting, seq; taken before lim.mu
+	free    int        // slots not held
+	waiting []*gateWaiter
+	seq     uint64
+	ranks   []int // scratch for release
 }
 
-func newAuthGate(slots int) *authGate { return &authGate{free: slots} }
+func newAuthGate(slots int, lim *authLimiter) *authGate { return &authGate{free: slots, lim: lim} }
 
 // gateWaiter is one attempt waiting for a slot.
 type gateWaiter struct {
-	prio  int
-	seq   uint64
-	ready chan struct{} // closed when the slot is handed over
-	index int           // in queue; -1 once handed over
+	at      *attempt
+	seq     uint64
+	ready   chan struct{} // closed when the slot is handed over
+	granted bool
 }
 
-// acquire takes a slot, waiting by priority while all are held. Every
-// nil return must be matched by one release.
-func (g *authGate) acquire(ctx context.Context, prio int) error {
+// acquire takes a slot for at, waiting while all are held. Every nil
+// return must be matched by one release.
+func (g *authGate) acquire(ctx context.Context, at *attempt) error {
 	g.mu.Lock()
-	if g.free > 0 && len(g.queue) == 0 {
+	if g.free > 0 && len(g.waiting) == 0 {
 		g.free--
 		g.mu.Unlock()
 		return nil
 	}
-	w := &gateWaiter{prio: prio, seq: g.seq, ready: make(chan struct{})}
+	w := &gateWaiter{at: at, seq: g.seq, ready: make(chan struct{})}
 	g.seq++
-	heap.Push(&g.queue, w)
+	g.waiting = append(g.waiting, w)
 	g.mu.Unlock()
 	select {
 	case <-w.ready:
@@ -51,60 +54,42 @@ func (g *authGate) acquire(ctx context.Context, prio int) error {
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	if w.index < 0 {
+	if w.granted {
 		// Handed over as ctx ended: pass it on.
 		g.mu.Unlock()
 		g.release()
 		return ctx.Err()
 	}
-	heap.Remove(&g.queue, w.index)
+	g.waiting = slices.DeleteFunc(g.waiting, func(x *gateWaiter) bool { return x == w })
 	g.mu.Unlock()
 	return ctx.Err()
 }
 
-// release frees a slot, handing it to the first waiter if there is one.
+// release frees a slot, handing it to the most deserving waiter if there
+// is one.
 func (g *authGate) release() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.queue) == 0 {
+	if len(g.waiting) == 0 {
 		g.free++
 		return
 	}
-	w := heap.Pop(&g.queue).(*gateWaiter)
+	g.ranks = g.lim.priorities(g.waiting, g.ranks[:0])
+	best := 0
+	for i := range g.waiting {
+		if r, b := g.ranks[i], g.ranks[best]; r < b || r == b && g.waiting[i].seq < g.waiting[best].seq {
+			best = i
+		}
+	}
+	w := g.waiting[best]
+	g.waiting = slices.Delete(g.waiting, best, best+1)
+	w.granted = true
 	close(w.ready)
 }
 
-// waiting returns the number of attempts waiting for a slot.
-func (g *authGate) waiting() int {
+// waitingNow returns the number of attempts waiting for a slot.
+func (g *authGate) waitingNow() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.queue)
-}
-
-// gateQueue is a min-heap of waiters by (prio, seq).
-type gateQueue []*gateWaiter
-
-func (q gateQueue) Len() int { return len(q) }
-func (q gateQueue) Less(i, j int) bool {
-	if q[i].prio != q[j].prio {
-		return q[i].prio < q[j].prio
-	}
-	return q[i].seq < q[j].seq
-}
-func (q gateQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].index, q[j].index = i, j
-}
-func (q *gateQueue) Push(x any) {
-	w := x.(*gateWaiter)
-	w.index = len(*q)
-	*q = append(*q, w)
-}
-func (q *gateQueue) Pop() any {
-	old := *q
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	w.index = -1
-	*q = old[:len(old)-1]
-	return w
+	return len(g.waiting)
 }

@@ -122,11 +122,10 @@ type attempt struct {
 	userKey string
 	ip      *window
 	user    *window
-	failed  bool // the password was wrong: done counts a failure
-	// prio is the failures of the address and the user key in their
-	// current windows when the attempt was reserved: its place in the
-	// authGate's queue.
-	prio int
+	failed  bool // the password was wrong, and fail counted it
+	// sharedIP: the address's failures are not this client's (a trusted
+	// network's), so they do not rank it in the authGate.
+	sharedIP bool
 }
 
 func newAuthLimiter(now func() time.Time) *authLimiter {
@@ -171,6 +170,24 @@ func failures(w *window, now time.Time) int {
 	return w.n
 }
 
+// priorities appends to out the rank of each waiter's attempt: the
+// failures of its user key and (unless shared) its address in their
+// current windows. Fewer ranks first in the authGate. A reserved attempt
+// keeps its windows alive, so they are the map's own.
+func (l *authLimiter) priorities(ws []*gateWaiter, out []int) []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	for _, w := range ws {
+		r := failures(w.at.user, now)
+		if !w.at.sharedIP {
+			r += failures(w.at.ip, now)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // reserve takes a place for one attempt by key and user before its
 // password is checked, waiting while the places are taken by attempts in
 // flight. It fails with errAuthOverIP or errAuthOverUser when the
@@ -192,7 +209,7 @@ func (l *authLimiter) reserve(ctx context.Context, key netip.Prefix, user string
 			return nil, errAuthOverUser
 		case (lim.sharedIP || !busy(ipw, now, lim.perIP)) && !busy(uw, now, lim.perUser):
 			a := &attempt{ipKey: key, userKey: uk, ip: entry(l.ips, key, now), user: entry(l.users, uk, now),
-				prio: failures(ipw, now) + failures(uw, now)}
+				sharedIP: lim.sharedIP}
 			for _, w := range []*window{a.ip, a.user} {
 				if w != nil {
 					w.inflight++
@@ -215,19 +232,36 @@ func (l *authLimiter) reserve(ctx context.Context, key netip.Prefix, user string
 	}
 }
 
-// done ends a reserved attempt, counting a failure if a.failed.
+// fail counts a's failure in both its windows at once, while a still
+// holds its places: the authGate ranks waiters by failures, so a guess's
+// failure must count before its check slot is handed on. A second call
+// counts nothing.
+func (l *authLimiter) fail(a *attempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a.failed {
+		return
+	}
+	a.failed = true
+	now := l.now()
+	for _, w := range []*window{a.ip, a.user} {
+		if w == nil {
+			continue
+		}
+		if now.Sub(w.start) >= authWindow {
+			w.start, w.n = now, 0
+		}
+		w.n++
+	}
+	l.wakeWaiters() // some may now be over a limit
+}
+
+// done ends a reserved attempt; its failure, if any, was counted by fail.
 func (l *authLimiter) done(a *attempt) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
 	end := func(w *window) bool {
 		w.inflight--
-		if a.failed {
-			if now.Sub(w.start) >= authWindow {
-				w.start, w.n = now, 0
-			}
-			w.n++
-		}
 		return w.n == 0 && w.inflight == 0
 	}
 	// A window that holds nothing any more goes at once, so that
@@ -238,6 +272,11 @@ func (l *authLimiter) done(a *attempt) {
 	if a.user != nil && end(a.user) {
 		delete(l.users, a.userKey)
 	}
+	l.wakeWaiters()
+}
+
+// wakeWaiters wakes the attempts waiting in reserve; l.mu is held.
+func (l *authLimiter) wakeWaiters() {
 	if l.wake != nil {
 		close(l.wake)
 		l.wake = nil

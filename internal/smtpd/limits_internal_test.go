@@ -40,7 +40,7 @@ func TestAuthLimiter_windowsAndBounds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reserve %s: %v", user, err)
 		}
-		a.failed = true
+		l.fail(a)
 		l.done(a)
 	}
 	ip := ipKey(netip.MustParseAddr("192.0.2.1"))
@@ -128,7 +128,8 @@ func TestAuthLimiter_attemptsInFlightCount(t *testing.T) {
 				}
 				waiter <- err
 			}()
-			a2.failed, a3.failed = true, true
+			l.fail(a2)
+			l.fail(a3)
 			l.done(a2)
 			l.done(a3)
 			if err := <-waiter; !errors.Is(err, tc.wantErr) {

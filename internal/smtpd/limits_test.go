@@ -443,7 +443,7 @@ func TestLimits_unauthenticatedConnections(t *testing.T) {
 		c := dial(t, addr)
 		c.expect("220 ")
 		start := time.Now()
-		for time.Since(start) < 2*time.Second {
+		for time.Since(start) < 10*time.Second { // far above the limit: a loaded machine is slow
 			c.send("NOOP\r\n")
 			if l := c.expect(""); strings.HasPrefix(l, "421 ") {
 				if !strings.HasPrefix(l, "421 4.7.0") {

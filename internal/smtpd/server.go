@@ -271,12 +271,13 @@ var ErrNoTLS = errors.New("smtpd: ServeTLS needs Config.TLSConfig")
 // New returns a server using backend for AUTH and relaying.
 func New(cfg Config, backend Backend) *Server {
 	cfg.setDefaults()
+	lim := newAuthLimiter(cfg.Now)
 	return &Server{
 		cfg:       cfg,
 		backend:   backend,
 		log:       cfg.Logger,
-		auth:      newAuthLimiter(cfg.Now),
-		gate:      newAuthGate(cfg.MaxAuthChecks),
+		auth:      lim,
+		gate:      newAuthGate(cfg.MaxAuthChecks, lim),
 		perIP:     ipCounter{n: make(map[netip.Prefix]int)},
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
@@ -297,7 +298,7 @@ func (s *Server) Stats() Stats {
 		RefusedAuthBlocked: c.refusedAuthBlocked.Load(),
 		AuthRefused:        c.authRefused.Load(),
 		AuthBusy:           c.authBusy.Load(),
-		AuthWaiting:        int64(s.gate.waiting()),
+		AuthWaiting:        int64(s.gate.waitingNow()),
 		AuthTimeouts:       c.authTimeouts.Load(),
 		Timeouts:           c.timeouts.Load(),
 		TooManyErrors:      c.tooManyErrors.Load(),
