@@ -66,12 +66,21 @@ type entry[S Session] struct {
 	messages int
 }
 
-// Lease is one borrowed session.
+// Lease is one borrowed session. It goes back to the pool it came from
+// with Release or Discard, so a holder need not know which pool that is
+// (a reload may have replaced the account's pool meanwhile).
 type Lease[S Session] struct {
+	p     *Pool[S]
 	e     *entry[S]
 	fresh bool
 	done  bool
 }
+
+// Release is p.Release(l) for the pool l came from.
+func (l *Lease[S]) Release() { l.p.Release(l) }
+
+// Discard is p.Discard(l) for the pool l came from.
+func (l *Lease[S]) Discard() { l.p.Discard(l) }
 
 // Session returns the leased session.
 func (l *Lease[S]) Session() S { return l.e.s }
@@ -159,12 +168,12 @@ func (p *Pool[S]) lease(ctx context.Context, wait time.Duration, reuse bool) (*L
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if p.expired(e, now) {
-			p.retire(e, true, "expired")
+		if why := p.expired(e, now); why != "" {
+			p.retire(e, true, why)
 			continue
 		}
 		p.busy.Add(1)
-		return &Lease[S]{e: e}, nil
+		return &Lease[S]{p: p, e: e}, nil
 	}
 	s, err := p.dial(ctx)
 	if err != nil {
@@ -174,17 +183,23 @@ func (p *Pool[S]) lease(ctx context.Context, wait time.Duration, reuse bool) (*L
 	p.opened.Add(1)
 	p.open.Add(1)
 	p.busy.Add(1)
-	return &Lease[S]{e: &entry[S]{s: s, born: now, lastUsed: now}, fresh: true}, nil
+	return &Lease[S]{p: p, e: &entry[S]{s: s, born: now, lastUsed: now}, fresh: true}, nil
 }
 
-func (p *Pool[S]) expired(e *entry[S], now time.Time) bool {
-	if p.cfg.MaxAge > 0 && now.Sub(e.born) >= p.cfg.MaxAge {
-		return true
+// expired says why e is due for retirement (the reason logged when it is
+// closed: max_age, max_messages, idle), or "" when it is not. A session
+// past its age is closed for its age even when it is also idle, so that
+// a session in use every few seconds is never logged as idle.
+func (p *Pool[S]) expired(e *entry[S], now time.Time) string {
+	switch {
+	case p.cfg.MaxAge > 0 && now.Sub(e.born) >= p.cfg.MaxAge:
+		return "max_age"
+	case p.cfg.MaxMessages > 0 && e.messages >= p.cfg.MaxMessages:
+		return "max_messages"
+	case p.cfg.IdleTimeout > 0 && now.Sub(e.lastUsed) >= p.cfg.IdleTimeout:
+		return "idle"
 	}
-	if p.cfg.MaxMessages > 0 && e.messages >= p.cfg.MaxMessages {
-		return true
-	}
-	return p.cfg.IdleTimeout > 0 && now.Sub(e.lastUsed) >= p.cfg.IdleTimeout
+	return ""
 }
 
 // Release returns a leased session: kept for reuse when healthy and not
@@ -204,9 +219,13 @@ func (p *Pool[S]) Release(l *Lease[S]) {
 		return
 	}
 	p.mu.Lock()
-	if p.closed || p.expired(e, now) {
+	why := p.expired(e, now)
+	if p.closed {
+		why = "shutdown"
+	}
+	if why != "" {
 		p.mu.Unlock()
-		p.retire(e, true, "retired")
+		p.retire(e, true, why)
 		p.freeSlot()
 		return
 	}
@@ -310,15 +329,20 @@ func (p *Pool[S]) retire(e *entry[S], polite bool, reason string) {
 	}()
 }
 
-// Sweep closes idle sessions that are past their idle timeout or age.
+// Sweep closes idle sessions that are past their idle timeout, age or
+// message count, each logged with its own reason.
 func (p *Pool[S]) Sweep() {
 	now := p.cfg.Now()
-	var stale []*entry[S]
+	type due struct {
+		e   *entry[S]
+		why string
+	}
+	var stale []due
 	p.mu.Lock()
 	keep := p.idle[:0]
 	for _, e := range p.idle {
-		if p.expired(e, now) {
-			stale = append(stale, e)
+		if why := p.expired(e, now); why != "" {
+			stale = append(stale, due{e, why})
 		} else {
 			keep = append(keep, e)
 		}
@@ -328,8 +352,8 @@ func (p *Pool[S]) Sweep() {
 	}
 	p.idle = keep
 	p.mu.Unlock()
-	for _, e := range stale {
-		p.retire(e, true, "idle")
+	for _, d := range stale {
+		p.retire(d.e, true, d.why)
 	}
 }
 
