@@ -52,6 +52,10 @@ type Pool[S Session] struct {
 	shrinkHeld int           // slots it holds
 	timers     []*time.Timer // pending Shrink expiries
 
+	// gen is the pool's generation; Drain starts a new one, and a
+	// session of an older one is closed when it comes back.
+	gen uint64
+
 	closers sync.WaitGroup // background QUITs
 
 	opened atomic.Int64 // sessions dialed, ever
@@ -61,6 +65,7 @@ type Pool[S Session] struct {
 
 type entry[S Session] struct {
 	s        S
+	gen      uint64
 	born     time.Time
 	lastUsed time.Time
 	messages int
@@ -175,6 +180,9 @@ func (p *Pool[S]) lease(ctx context.Context, wait time.Duration, reuse bool) (*L
 		p.busy.Add(1)
 		return &Lease[S]{p: p, e: e}, nil
 	}
+	p.mu.Lock()
+	gen := p.gen
+	p.mu.Unlock()
 	s, err := p.dial(ctx)
 	if err != nil {
 		p.freeSlot()
@@ -183,7 +191,7 @@ func (p *Pool[S]) lease(ctx context.Context, wait time.Duration, reuse bool) (*L
 	p.opened.Add(1)
 	p.open.Add(1)
 	p.busy.Add(1)
-	return &Lease[S]{p: p, e: &entry[S]{s: s, born: now, lastUsed: now}, fresh: true}, nil
+	return &Lease[S]{p: p, e: &entry[S]{s: s, gen: gen, born: now, lastUsed: now}, fresh: true}, nil
 }
 
 // expired says why e is due for retirement (the reason logged when it is
@@ -220,8 +228,11 @@ func (p *Pool[S]) Release(l *Lease[S]) {
 	}
 	p.mu.Lock()
 	why := p.expired(e, now)
-	if p.closed {
+	switch {
+	case p.closed:
 		why = "shutdown"
+	case e.gen != p.gen:
+		why = "drained"
 	}
 	if why != "" {
 		p.mu.Unlock()
@@ -354,6 +365,23 @@ func (p *Pool[S]) Sweep() {
 	p.mu.Unlock()
 	for _, d := range stale {
 		p.retire(d.e, true, d.why)
+	}
+}
+
+// Drain closes the idle sessions now (QUIT in the background) and each
+// leased one when it comes back, while the pool goes on lending newly
+// opened sessions. The owner calls it when the sessions open now must
+// carry no more mail: the account's credential was revoked, so sessions
+// authenticated before cannot be trusted to stop by themselves. The
+// sessions are logged closed with reason.
+func (p *Pool[S]) Drain(reason string) {
+	p.mu.Lock()
+	p.gen++
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, e := range idle {
+		p.retire(e, true, reason)
 	}
 }
 

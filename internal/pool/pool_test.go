@@ -392,3 +392,46 @@ func TestPool_closeReasonSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// TestPool_drainClosesIdleNowAndLeasedOnReturn: after Drain no session
+// open before it carries another message, and the pool goes on lending
+// new ones.
+func TestPool_drainClosesIdleNowAndLeasedOnReturn(t *testing.T) {
+	t.Parallel()
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 3}, d.dial)
+	defer p.Close()
+	ctx := context.Background()
+	idle, _ := p.Lease(ctx, time.Second)
+	busy, _ := p.Lease(ctx, time.Second)
+	idle.Release()
+	p.Drain("token revoked")
+	if !eventually(idle.Session().quit.Load) {
+		t.Error("idle session not closed at Drain")
+	}
+	if busy.Session().closed.Load() {
+		t.Error("leased session closed under its transaction")
+	}
+	busy.Release()
+	if !eventually(busy.Session().closed.Load) {
+		t.Error("leased session from before Drain kept on return")
+	}
+	l, err := p.Lease(ctx, time.Second)
+	if err != nil || !l.Fresh() {
+		t.Fatalf("lease after Drain: %v, fresh %v; want a new session", err, l != nil && l.Fresh())
+	}
+	l.Release()
+	if st := p.Stats(); st.Open != 1 || st.Opened != 3 {
+		t.Errorf("stats after Drain = %+v, want 1 open of 3 opened", st)
+	}
+}
+
+// eventually waits up to 5s for cond (background QUITs).
+func eventually(cond func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
