@@ -77,7 +77,7 @@ func (p *Probe) Send(ctx context.Context, name string, m Message) (SendReport, e
 	data := m.build(a.Cfg.Email)
 
 	start := time.Now()
-	lease, err := a.Pool.Lease(ctx, p.svc.Snapshot().Global.Timeouts.ConnectionAcquire)
+	lease, err := a.Sessions().Lease(ctx, p.svc.Snapshot().Global.Timeouts.ConnectionAcquire)
 	if err != nil {
 		return rep, fmt.Errorf("open upstream session to %s: %w", a.Cfg.SMTPAddr, err)
 	}
@@ -86,9 +86,9 @@ func (p *Probe) Send(ctx context.Context, name string, m Message) (SendReport, e
 	healthy := false
 	defer func() {
 		if healthy {
-			a.Pool.Release(lease) // Close QUITs it
+			lease.Release() // Close QUITs it
 		} else {
-			a.Pool.Discard(lease)
+			lease.Discard()
 		}
 	}()
 

@@ -85,7 +85,7 @@ func (t *txn) Close() {
 	}
 	sess := t.lease.Session()
 	if t.broken || sess.Broken() {
-		t.a.Pool.Discard(t.lease)
+		t.lease.Discard()
 		t.lease = nil
 		return
 	}
@@ -96,12 +96,12 @@ func (t *txn) Close() {
 		err := sess.Reset(ctx)
 		cancel()
 		if err != nil {
-			t.a.Pool.Discard(t.lease)
+			t.lease.Discard()
 			t.lease = nil
 			return
 		}
 	}
-	t.a.Pool.Release(t.lease)
+	t.lease.Release()
 	t.lease = nil
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
@@ -22,9 +21,6 @@ type Options struct {
 	// AcquireTimeout bounds the wait for a free upstream session when the
 	// account is at its cap (global.timeouts.connection_acquire_timeout).
 	AcquireTimeout time.Duration
-	// ShrinkFor is how long an account's session cap stays lowered after
-	// the provider refused a session for concurrency; default 1m.
-	ShrinkFor time.Duration
 	// Metrics receive the relay's counters; nil means unregistered ones.
 	Metrics *Metrics
 	// Budget keeps the accounts' sending budgets; nil: no budgets.
@@ -59,9 +55,6 @@ type Relay struct {
 func New(reg *account.Registry, opts Options) *Relay {
 	if opts.AcquireTimeout == 0 {
 		opts.AcquireTimeout = 5 * time.Second
-	}
-	if opts.ShrinkFor == 0 {
-		opts.ShrinkFor = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -132,7 +125,7 @@ type txn struct {
 	c      *smtpd.ConnInfo
 	remote string // c.Remote formatted
 	start  time.Time
-	lease  *pool.Lease[*upstream.Client]
+	lease  account.Lease
 	// ticket is the budget reservation (noTicket when budgets are off).
 	ticket   quota.Ticket
 	reserved []bool // per command of the current batch: a recipient reservation was made
@@ -186,7 +179,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 		t.r.m.retried.Inc()
 		t.r.log.Debug("stale upstream session, retrying on a fresh one", "conn_id", t.c.ID, "account", t.a.Cfg.ID,
 			"err", err, "upstream_reply", firstReply(replies))
-		t.a.Pool.Discard(t.lease)
+		t.lease.Discard()
 		t.lease = nil
 		if rp := t.openNew(ctx); rp != nil {
 			t.broken = true
@@ -247,7 +240,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 // the provider closing an idle session, "421 4.4.2 ... timeout"). A 421
 // that provider.Classify knows is the account's problem, not the
 // session's: a fresh session would only hear it again.
-func stale(sess *upstream.Client, replies []reply.Reply) bool {
+func stale(sess account.Conn, replies []reply.Reply) bool {
 	if !sess.Broken() {
 		return false
 	}
@@ -269,19 +262,25 @@ func firstReply(replies []reply.Reply) string {
 
 // open leases a session for the transaction.
 func (t *txn) open(ctx context.Context) *reply.Reply {
-	return t.lease1(ctx, t.a.Pool.Lease)
+	return t.lease1(ctx, account.Sessions.Lease)
 }
 
-// openNew leases a newly dialed session, after a pooled one was dead.
+// openNew leases a newly opened session, after a pooled one was dead.
 func (t *txn) openNew(ctx context.Context) *reply.Reply {
-	return t.lease1(ctx, t.a.Pool.LeaseNew)
+	return t.lease1(ctx, account.Sessions.LeaseNew)
 }
 
-func (t *txn) lease1(ctx context.Context, lease func(context.Context, time.Duration) (*pool.Lease[*upstream.Client], error)) *reply.Reply {
+func (t *txn) lease1(ctx context.Context, lease func(account.Sessions, context.Context, time.Duration) (account.Lease, error)) *reply.Reply {
 	// No deadline here: a warm session is the common case and needs none;
-	// the Dialer bounds opening a new one (DialOptions.OpenTimeout).
+	// the account layer bounds opening a new one
+	// (account.SessionOptions.OpenTimeout).
+	ss := t.a.Sessions()
+	if ss == nil {
+		rp := reply.New(451, "4.4.1", "Cannot connect to upstream, try again later")
+		return &rp
+	}
 	start := time.Now()
-	l, err := lease(ctx, t.r.opts.AcquireTimeout)
+	l, err := lease(ss, ctx, t.r.opts.AcquireTimeout)
 	t.r.m.acquireWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		rp := t.r.openFailure(t.a, t.c, err)
@@ -294,7 +293,7 @@ func (t *txn) lease1(ctx context.Context, lease func(context.Context, time.Durat
 // translate builds the upstream commands. Parameters pass on only when
 // the upstream supports them; a command that cannot be relayed is answered
 // locally (local[i] true).
-func (t *txn) translate(sess *upstream.Client, cmds []smtpd.Command, out []reply.Reply) ([]upstream.Cmd, []bool) {
+func (t *txn) translate(sess account.Conn, cmds []smtpd.Command, out []reply.Reply) ([]upstream.Cmd, []bool) {
 	// Per-batch flags, reused across the transaction's batches.
 	t.local = resetFlags(t.local, len(cmds))
 	t.reserved = resetFlags(t.reserved, len(cmds))

@@ -60,6 +60,7 @@ func (s *Service) initMetrics() {
 	s.metrics = prometheus.NewRegistry()
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.relayMetrics = relay.NewMetrics(s.metrics, s.opts.Admin.MetricsPerAccount)
+	s.accountMetrics = account.NewMetrics(s.metrics)
 	tm := newTokenMetrics(s.metrics)
 	s.opts.HTTPClient = tm.wrap(s.opts.HTTPClient)
 	s.metrics.MustRegister(&poolCollector{s: s}, &smtpCollector{s: s},
@@ -174,7 +175,7 @@ func (s *Service) Ready() bool { return s.ready.Load() }
 // through a source backed by the token state file, so that a refresh token
 // the provider rotates during verification is kept (COMPAT.md defect 6).
 func (s *Service) VerifyCredentials(ctx context.Context, c *config.Account) error {
-	src, err := s.tokenSource(c, s.Snapshot().Global)
+	src, err := s.tokenSource(c, s.Snapshot().Global, nil)
 	if err != nil {
 		return err
 	}
@@ -184,22 +185,24 @@ func (s *Service) VerifyCredentials(ctx context.Context, c *config.Account) erro
 
 // TokenStatus implements admin.Backend.
 func (s *Service) TokenStatus(a *account.Account) admin.TokenStatus {
-	if a.Tokens == nil {
+	tk := a.Tokens()
+	if tk == nil {
 		return admin.TokenStatus{State: "none"}
 	}
-	return tokenStatus(a.Tokens)
+	return tokenStatus(tk)
 }
 
 // RefreshToken implements admin.Backend.
 func (s *Service) RefreshToken(ctx context.Context, a *account.Account) error {
-	if a.Tokens == nil {
+	tk := a.Tokens()
+	if tk == nil {
 		return errors.New("no token source (dry-run)")
 	}
 	// An operator's refresh also lifts a needs_consent hold (the
 	// credential may have been fixed at the provider).
-	a.Tokens.Reset()
-	tok, _ := a.Tokens.Cached()
-	_, err := a.Tokens.Refresh(ctx, tok.Access)
+	tk.Reset()
+	tok, _ := tk.Cached()
+	_, err := tk.Refresh(ctx, tok.Access)
 	return err
 }
 
@@ -217,7 +220,7 @@ type poolCollector struct{ s *Service }
 var (
 	descSessionsOpen = prometheus.NewDesc("upstream_sessions_open", "Upstream sessions open (busy and idle), all accounts.", nil, nil)
 	descSessionsBusy = prometheus.NewDesc("upstream_sessions_busy", "Upstream sessions leased to a transaction, all accounts.", nil, nil)
-	descSessionsMade = prometheus.NewDesc("upstream_sessions_opened_total", "Upstream sessions opened (each one login), accounts of the current configuration.", nil, nil)
+	descSessionsMade = prometheus.NewDesc("upstream_sessions_opened_total", "Upstream sessions opened (each one login) since start.", nil, nil)
 	descAccounts     = prometheus.NewDesc("accounts", "Configured accounts by token state.", []string{"token_state"}, nil)
 )
 
@@ -232,13 +235,14 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.s.Reg == nil {
 		return
 	}
-	var open, busy, made int64
+	var open, busy int64
+	// Opened counts the sessions of replaced runtimes and removed
+	// accounts too: a counter never falls.
+	made := c.s.Reg.OpenedGone()
 	states := map[string]int{}
 	for _, a := range c.s.Reg.All() {
-		if a.Pool != nil {
-			st := a.Pool.Stats()
-			open, busy, made = open+st.Open, busy+st.Busy, made+st.Opened
-		}
+		st := a.SessionStats()
+		open, busy, made = open+st.Open, busy+st.Busy, made+st.Opened
 		states[c.s.TokenStatus(a).State]++
 	}
 	ch <- prometheus.MustNewConstMetric(descSessionsOpen, prometheus.GaugeValue, float64(open))
