@@ -77,10 +77,15 @@ func (e *Error) Unwrap() error {
 // but no reply came back (connection lost, timeout, cancelled context). The
 // server may have accepted the message, so sending it again can deliver it
 // twice (RFC 5321 §4.5.3.2.6 discusses the same race).
+// Any error in err's chain with an Ambiguous() bool method that returns
+// true counts, so that a fake session can report the same.
 func Ambiguous(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.ambiguous
+	var e interface{ Ambiguous() bool }
+	return errors.As(err, &e) && e.Ambiguous()
 }
+
+// Ambiguous reports whether the final dot was sent and no reply came back.
+func (e *Error) Ambiguous() bool { return e.ambiguous }
 
 // AuthError is a refused authentication. The session stays usable: the
 // caller may refresh the token and call Auth again.
