@@ -49,7 +49,7 @@ type Options struct {
 	// UpstreamTLS, when set, is the base TLS config for upstream sessions
 	// (tests); otherwise the system roots plus upstream_ca_file.
 	UpstreamTLS *tls.Config
-	// Admin configures the admin API and metrics (admin.go).
+	// Admin configures the admin API (admin.go) and metrics (metrics.go).
 	Admin AdminOptions
 	// TLSPort is the implicit TLS listener's port (--tls-port), on the
 	// host of Listen; 0 means tls_port from config.json, -1 any free port
@@ -169,7 +169,7 @@ func New(opts Options) (*Service, error) {
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient, s.tokenTransport = tokenHTTPClient(snap.Global.HTTPPool)
 	}
-	s.initMetrics() // admin.go: before the accounts, whose dialers count logins
+	s.initMetrics() // metrics.go: before the accounts, whose session opening counts logins
 	if g := snap.Global.SMTP; g.UseSourceIPBinding && g.ValidateSourceIP {
 		s.localIPs = localAddrs(log)
 	}
