@@ -24,7 +24,7 @@ func codes(rs []reply.Reply) string {
 	return strings.Join(b, ", ")
 }
 
-var lost = errors.New("connection reset by peer")
+var errReset = errors.New("connection reset by peer")
 
 // TestEnvelope is the relay's envelope rules, one case per rule, against
 // scripted sessions: what the client hears, how many sessions were used,
@@ -63,7 +63,7 @@ func TestEnvelope(t *testing.T) {
 		{
 			name: "stale pooled session replaced once before anything was accepted",
 			conns: []*fakeConn{
-				{batches: []batch{{err: lost, broken: true}}},
+				{batches: []batch{{err: errReset, broken: true}}},
 				{batches: []batch{accepted}},
 			},
 			cmds:     []smtpd.Command{mail("a@example.com"), rcpt("b@example.net"), data},
@@ -83,8 +83,8 @@ func TestEnvelope(t *testing.T) {
 		{
 			name: "the replacement dies as well: no second retry",
 			conns: []*fakeConn{
-				{batches: []batch{{err: lost, broken: true}}},
-				{batches: []batch{{err: lost, broken: true}}},
+				{batches: []batch{{err: errReset, broken: true}}},
+				{batches: []batch{{err: errReset, broken: true}}},
 				{batches: []batch{accepted}},
 			},
 			cmds:     []smtpd.Command{mail("a@example.com"), rcpt("b@example.net"), data},
@@ -93,7 +93,7 @@ func TestEnvelope(t *testing.T) {
 		},
 		{
 			name:     "a newly opened session that dies is not retried",
-			conns:    []*fakeConn{{batches: []batch{{err: lost, broken: true}}}, {batches: []batch{accepted}}},
+			conns:    []*fakeConn{{batches: []batch{{err: errReset, broken: true}}}, {batches: []batch{accepted}}},
 			freshAll: true,
 			cmds:     []smtpd.Command{mail("a@example.com"), rcpt("b@example.net"), data},
 			want:     "451 4.4.2, 451 4.4.2, 451 4.4.2",
@@ -102,7 +102,7 @@ func TestEnvelope(t *testing.T) {
 		{
 			name: "a session that accepted part of the batch is not retried",
 			conns: []*fakeConn{
-				{batches: []batch{{replies: []reply.Reply{ok(250, "2.1.0")}, err: lost, broken: true}}},
+				{batches: []batch{{replies: []reply.Reply{ok(250, "2.1.0")}, err: errReset, broken: true}}},
 				{batches: []batch{accepted}},
 			},
 			cmds:     []smtpd.Command{mail("a@example.com"), rcpt("b@example.net"), data},
@@ -181,8 +181,8 @@ func TestData_neverResentAfterTheBody(t *testing.T) {
 	}{
 		{"accepted", ok(250, "2.0.0"), nil, "250 2.0.0", false, false, 1},
 		{"refused", ok(554, "5.7.1"), nil, "554 5.7.1", false, false, 0},
-		{"final reply lost: ambiguous", reply.Reply{}, ambiguousErr{}, "451 4.4.2", true, true, 0},
-		{"connection lost in the body", reply.Reply{}, &upstream.Error{Stage: "data", Err: lost}, "451 4.4.2", false, true, 0},
+		{"final reply errReset: ambiguous", reply.Reply{}, ambiguousErr{}, "451 4.4.2", true, true, 0},
+		{"connection errReset in the body", reply.Reply{}, &upstream.Error{Stage: "data", Err: errReset}, "451 4.4.2", false, true, 0},
 		{"421 after the body", reply.Reply{}, &upstream.Error{Stage: "end", Reply: &reply.Reply{Code: 421, Enhanced: "4.4.2"}}, "451 4.4.2", false, true, 0},
 		{"a final 421 read in full is a 451 too", ok(421, "4.4.2"), nil, "451 4.4.2", false, false, 0},
 		{"a final rate 421 is a 451 naming the account", ok(421, "4.7.0"), nil, "451 4.7.0", false, false, 0},
@@ -220,10 +220,10 @@ func TestData_neverResentAfterTheBody(t *testing.T) {
 	}
 }
 
-// ambiguousErr is a lost final reply as upstream.Ambiguous reads it.
+// ambiguousErr is a errReset final reply as upstream.Ambiguous reads it.
 type ambiguousErr struct{}
 
-func (ambiguousErr) Error() string   { return "final reply lost" }
+func (ambiguousErr) Error() string   { return "final reply errReset" }
 func (ambiguousErr) Ambiguous() bool { return true }
 
 // TestBudget: budgets refuse at MAIL and RCPT with a 4xx, before anything
