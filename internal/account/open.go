@@ -148,7 +148,10 @@ func authenticate(ctx context.Context, c *upstream.Client, a *config.Account, to
 	cached = cached && tok.Access == before.Access
 	err = c.Auth(ctx, a.Mechanism, a.Email, tok.Access.Reveal())
 	var ae *upstream.AuthError
-	if !errors.As(err, &ae) || c.Broken() || !(ae.TokenRejected() || cached && ae.PlainRefusal()) {
+	if !errors.As(err, &ae) || c.Broken() {
+		return err
+	}
+	if v := authVerdict(ae); v != provider.TokenRejected && !(cached && v == provider.PlainRefusal) {
 		return err
 	}
 	tok, err = tokens.Refresh(ctx, tok.Access)
@@ -159,6 +162,11 @@ func authenticate(ctx context.Context, c *upstream.Client, a *config.Account, to
 		return fmt.Errorf("%w after refresh: %w", ErrTokenRejected, err)
 	}
 	return nil
+}
+
+// authVerdict is what a refused AUTH says about the token (provider.ClassifyAuth).
+func authVerdict(ae *upstream.AuthError) provider.Auth {
+	return provider.ClassifyAuth(ae.Reply, ae.Challenge != nil, ae.Challenge != nil && ae.Challenge.TokenRejected())
 }
 
 // OpenError says why an account got no session: what its client is told
