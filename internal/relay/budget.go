@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,9 +15,10 @@ import (
 // or RCPT, never after it sent the body, and always as a 4xx so that the
 // sender keeps the mail queued (issue "Sending budgets").
 
-// admitBudget reserves one message of a's budgets: a ticket, or the reply
-// that refuses the message. Without budgets the ticket reserves nothing.
-func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *reply.Reply) {
+// admitBudget reserves one message of a's budgets: a ticket, or the
+// denial that refuses the message (counted). Without budgets the ticket
+// reserves nothing.
+func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *quota.Denial) {
 	// rate_limiting.enabled false switches the account's budgets off,
 	// cool-downs from earlier provider replies included.
 	if r.opts.Budget == nil || !a.Cfg.RateLimiting.Enabled {
@@ -28,32 +28,30 @@ func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *reply.Reply) {
 	if d == nil {
 		return tk, nil
 	}
-	rp := r.denial(a, d)
-	return nil, &rp
+	r.countDenial(d)
+	return nil, d
 }
 
-func (r *Relay) denial(a *account.Account, d *quota.Denial) reply.Reply {
+// countDenial counts a budget refusal by its reason.
+func (r *Relay) countDenial(d *quota.Denial) {
 	if d.Cooldown() {
 		r.m.budgetRefusals.WithLabelValues("cooling_down").Inc()
-		return reply.New(451, "4.7.0", a.Cfg.Email+": cooling down until "+d.Until.UTC().Format(time.RFC3339)+
-			" after the provider said: "+d.Cause)
+		return
 	}
 	r.m.budgetRefusals.WithLabelValues(d.Limit).Inc()
-	return reply.New(451, "4.7.0", a.Cfg.Email+": "+d.Limit+" exhausted, resets in "+quota.Human(d.ResetIn))
 }
 
-// rcptBudget reserves one recipient; a reply means refuse it locally.
-func (t *txn) rcptBudget() *reply.Reply {
+// rcptBudget reserves one recipient; an error (counted) means refuse it
+// here: tooManyRcpts or a *quota.Denial.
+func (t *txn) rcptBudget() error {
 	tooMany, d := t.ticket.Rcpt()
 	switch {
 	case tooMany:
 		t.r.m.budgetRefusals.WithLabelValues("recipients per message").Inc()
-		rp := reply.New(452, "4.5.3", "Too many recipients for "+t.a.Cfg.Email+" (at most "+
-			strconv.Itoa(quota.LimitsFor(t.a.Cfg).RecipientsPerMessage)+" per message)")
-		return &rp
+		return tooManyRcpts{max: quota.LimitsFor(t.a.Cfg).RecipientsPerMessage}
 	case d != nil:
-		rp := t.r.denial(t.a, d)
-		return &rp
+		t.r.countDenial(d)
+		return d
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"time"
@@ -10,8 +9,6 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
-
-var errAmbiguous = reply.New(451, "4.4.2", "Upstream connection lost after the message was sent; it may or may not have been delivered")
 
 // countingReader counts the message bytes handed upstream.
 type countingReader struct {
@@ -43,20 +40,14 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 		// The client side failed (size limit, line limit, disconnect);
 		// the upstream got no final dot and drops the partial message.
 		t.state.broken = true
-		rp = reply.FromError(cr.err, t.c.ID)
-	case err != nil && upstream.Ambiguous(err):
-		t.state.broken = true
-		t.state.ambiguous = true
-		t.r.Stats.Ambiguous.Add(1)
-		rp = errAmbiguous
+		rp = refusal(t.a.Cfg.Email, cr.err, t.c.ID)
 	case err != nil:
 		t.state.broken = true
-		var ue *upstream.Error
-		if errors.As(err, &ue) && ue.Reply != nil && ue.Reply.Code != 421 {
-			rp = *ue.Reply
-		} else {
-			rp = errLost
+		if upstream.Ambiguous(err) {
+			t.state.ambiguous = true
+			t.r.Stats.Ambiguous.Add(1)
 		}
+		rp = refusal(t.a.Cfg.Email, err, t.c.ID)
 	}
 	t.out.final = &rp
 	if rp.Positive() {

@@ -19,4 +19,9 @@
 // Opening sessions (connect, TLS, EHLO, token, AUTH) is the account
 // layer's: the relay gets a lease or an *account.OpenError with the
 // client's reply, and only runs transactions.
+//
+// Replies: the upstream's own are relayed (clientReply: a quota or rate
+// reply becomes 451 4.7.0, a 421 never reaches the client); everything the
+// relay answers itself is a typed error turned into a reply by one
+// function, refusal (refusal.go).
 package relay

@@ -21,7 +21,7 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 		r.m.errors.WithLabelValues("connect").Inc()
 		r.logs.Warn(r.log, logthrottle.Key{Account: a.Cfg.ID, Reason: "connect"}, "cannot open upstream session",
 			"conn_id", c.ID, "account", a.Cfg.ID, "err", err)
-		return reply.New(451, "4.4.1", "Cannot connect to upstream, try again later")
+		return refusal(a.Cfg.Email, errNoSession, c.ID)
 	}
 	r.m.errors.WithLabelValues(oe.Reason).Inc()
 	log := r.log.With("conn_id", c.ID, "account", a.Cfg.ID, "err", oe.Err)
@@ -46,5 +46,5 @@ func (r *Relay) openFailure(a *account.Account, c *smtpd.ConnInfo, err error) re
 	} else {
 		r.logs.Warn(log, key, oe.Log, attrs...)
 	}
-	return oe.Reply
+	return refusal(a.Cfg.Email, oe, c.ID)
 }

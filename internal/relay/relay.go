@@ -9,7 +9,6 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 )
 
@@ -96,16 +95,16 @@ func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) 
 	if s.a.Removed() || s.a.Cfg.Disabled {
 		// A reload removed, changed or disabled the account after this
 		// client authenticated: it must log in again to see the new set.
-		return nil, reply.New(451, "4.7.1", s.a.Cfg.Email+": account removed or disabled, authenticate again")
+		return nil, refusal(s.a.Cfg.Email, errAccountGone, c.ID)
 	}
-	tk, rp := s.r.admitBudget(s.a)
-	if rp != nil {
-		return nil, *rp
+	tk, d := s.r.admitBudget(s.a)
+	if d != nil {
+		return nil, refusal(s.a.Cfg.Email, d, c.ID)
 	}
 	if !s.a.Acquire() {
 		tk.Done(false)
 		s.r.m.limitExceeded.Inc()
-		return nil, reply.New(451, "4.7.0", s.a.Cfg.Email+": too many messages in flight for this account, try again later")
+		return nil, refusal(s.a.Cfg.Email, errInFlight, c.ID)
 	}
 	s.r.m.concurrent.Inc()
 	return newTxn(s.r, s.a, c, s.remote, tk), nil

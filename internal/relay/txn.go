@@ -72,11 +72,6 @@ func (b *batch) reset(n int) {
 	b.cmds = b.cmds[:0]
 }
 
-var (
-	errLost     = reply.New(451, "4.4.2", "Upstream connection lost, try again later")
-	errNoSender = reply.New(503, "5.5.1", "Sender not accepted")
-)
-
 // Envelope implements smtpd.Txn. One batch goes through four steps:
 // reserve the recipients' budget, translate the commands for the upstream
 // (pure), send them (moving to a fresh session once if a pooled one was
@@ -126,8 +121,8 @@ func (t *txn) reserveRcpts(cmds []smtpd.Command, out []reply.Reply) {
 		if c.Verb != smtpd.VerbRcpt {
 			continue
 		}
-		if rp := t.rcptBudget(); rp != nil {
-			out[i], t.batch.local[i] = *rp, true
+		if err := t.rcptBudget(); err != nil {
+			out[i], t.batch.local[i] = refusal(t.a.Cfg.Email, err, t.c.ID), true
 			continue
 		}
 		t.batch.reserved[i] = true
@@ -146,9 +141,9 @@ func translate(sess account.Conn, cmds []smtpd.Command, out []reply.Reply, local
 		}
 		switch c.Verb {
 		case smtpd.VerbMail:
-			arg, rp := mailArg(sess, c)
-			if rp != nil {
-				out[i], local[i] = *rp, true
+			arg, err := mailArg(sess, c)
+			if err != nil {
+				out[i], local[i] = refusal("", err, ""), true
 				continue
 			}
 			buf = append(buf, upstream.Cmd{Verb: "MAIL", Arg: arg})
@@ -161,11 +156,11 @@ func translate(sess account.Conn, cmds []smtpd.Command, out []reply.Reply, local
 	return buf
 }
 
-// mailArg is the MAIL command's argument for sess, or the reply that
-// refuses it here: BODY and SIZE pass on when the upstream supports them,
+// mailArg is the MAIL command's argument for sess, or the refusal
+// (errNoSMTPUTF8) that answers it here: BODY and SIZE pass on when the upstream supports them,
 // SMTPUTF8 must be supported, AUTH= is dropped (the upstream knows who we
 // are).
-func mailArg(sess account.Conn, c smtpd.Command) (string, *reply.Reply) {
+func mailArg(sess account.Conn, c smtpd.Command) (string, error) {
 	var b strings.Builder
 	n := len("FROM:<>") + len(c.Addr)
 	for _, p := range c.Params {
@@ -184,8 +179,7 @@ func mailArg(sess account.Conn, c smtpd.Command) (string, *reply.Reply) {
 			}
 		case "SMTPUTF8":
 			if _, ok := sess.Extension("SMTPUTF8"); !ok {
-				rp := reply.New(553, "5.6.7", "Upstream does not support SMTPUTF8")
-				return "", &rp
+				return "", errNoSMTPUTF8
 			}
 		case "SIZE":
 			if _, ok := sess.Extension("SIZE"); !ok {
@@ -260,7 +254,7 @@ func (t *txn) readBack(cmds []smtpd.Command, replies []reply.Reply, out []reply.
 				// A server that says 354 with no valid recipient: do not
 				// send a body it cannot deliver; abandon the session.
 				t.state.broken = true
-				out[i] = reply.New(554, "5.5.1", "No valid recipients")
+				out[i] = refusal(t.a.Cfg.Email, errNoRecipients, t.c.ID)
 			}
 		}
 	}
@@ -308,7 +302,7 @@ func (t *txn) leaseWith(ctx context.Context, lease func(account.Sessions, contex
 	// (account.SessionOptions.OpenTimeout).
 	ss := t.a.Sessions()
 	if ss == nil {
-		rp := reply.New(451, "4.4.1", "Cannot connect to upstream, try again later")
+		rp := refusal(t.a.Cfg.Email, errNoSession, t.c.ID)
 		return &rp
 	}
 	start := time.Now()
@@ -323,13 +317,14 @@ func (t *txn) leaseWith(ctx context.Context, lease func(account.Sessions, contex
 }
 
 // fillFailure answers a first batch that could not reach the upstream:
-// the MAIL gets the failure, the rest "no sender" as a real server says.
+// the MAIL gets the failure, the rest "no sender" (errNotSent) as a real
+// server says.
 func fillFailure(out []reply.Reply, rp reply.Reply) {
 	for i := range out {
 		if i == 0 {
 			out[i] = rp
 		} else {
-			out[i] = errNoSender
+			out[i] = refusal("", errNotSent, "")
 		}
 	}
 }
