@@ -174,9 +174,9 @@ func (s *State) swap(rt Runtime) Runtime {
 func (s *State) Inflight() int64 { return s.inflight.Load() }
 
 // acquire counts one more message in flight unless that makes more than
-// max (0: no cap).
-func (s *State) acquire(max int) bool {
-	if n := s.inflight.Add(1); max > 0 && n > int64(max) {
+// limit (0: no cap).
+func (s *State) acquire(limit int) bool {
+	if n := s.inflight.Add(1); limit > 0 && n > int64(limit) {
 		s.inflight.Add(-1)
 		return false
 	}

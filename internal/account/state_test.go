@@ -184,3 +184,32 @@ func TestReplace_buildFailureChangesNothing(t *testing.T) {
 		t.Error("the runtime built before the failure was not closed")
 	}
 }
+
+// TestReplace_inFlightCountsAcrossAnEdit: messages in flight under the old
+// configuration count against the new max_concurrent_messages.
+func TestReplace_inFlightCountsAcrossAnEdit(t *testing.T) {
+	t.Parallel()
+	a := config.Account{ID: "a", Email: "a@example.com", MaxConcurrentMessages: 5}
+	b := &builder{}
+	r, err := account.NewRegistry(snapOf(a), b.build, account.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	old := r.Lookup("a")
+	if !old.Acquire() {
+		t.Fatal("first message refused")
+	}
+	a.MaxConcurrentMessages = 1
+	if _, err := r.Replace(snapOf(a), b.build); err != nil {
+		t.Fatal(err)
+	}
+	edited := r.Lookup("a")
+	if edited.Acquire() {
+		t.Error("a second message admitted at max_concurrent_messages 1 while one is in flight")
+	}
+	old.Done()
+	if !edited.Acquire() {
+		t.Error("the slot of the message that finished was not given back")
+	}
+}
