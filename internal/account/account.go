@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
@@ -30,6 +31,7 @@ var ErrBadCredentials = reply.New(535, "5.7.8", "Authentication credentials inva
 type Account struct {
 	Cfg *config.Account // immutable
 	*State
+	budget Budget
 
 	verified atomic.Pointer[[sha256.Size]byte] // HMAC of the last password that verified
 	removed  atomic.Bool                       // replaced or deleted by a reload
@@ -42,6 +44,9 @@ func (a *Account) Removed() bool { return a.removed.Load() }
 // Name identifies the account in logs.
 func (a *Account) Name() string { return a.Cfg.ID }
 
+// Budget is the account's budgets and cool-downs.
+func (a *Account) Budget() Budget { return a.budget }
+
 // Acquire counts one more message in flight; it fails when the account is
 // at its MaxConcurrentMessages.
 func (a *Account) Acquire() bool { return a.acquire(a.Cfg.MaxConcurrentMessages) }
@@ -49,7 +54,10 @@ func (a *Account) Acquire() bool { return a.acquire(a.Cfg.MaxConcurrentMessages)
 // Options configure a Registry.
 type Options struct {
 	Trusted []netip.Prefix // networks where password-less accounts may AUTH
-	Logger  *slog.Logger
+	// Budget keeps the accounts' sending budgets and cool-downs by
+	// account_id; nil: none (dry-run).
+	Budget quota.Budget
+	Logger *slog.Logger
 }
 
 // PasswordCost is the bcrypt cost of the hashes HashPassword makes.
@@ -151,7 +159,7 @@ func (r *Registry) plan(snap *config.Snapshot, build Build, old *set) (*plan, er
 				return fail(c.ID, err)
 			}
 			st.rt.Store(&rt)
-			a = &Account{Cfg: c, State: st}
+			a = r.account(c, st)
 			p.ch.Added = append(p.ch.Added, c.ID)
 		default:
 			delete(prev, c.ID)
@@ -160,7 +168,7 @@ func (r *Registry) plan(snap *config.Snapshot, build Build, old *set) (*plan, er
 				break
 			}
 			st := a.State
-			a = &Account{Cfg: c, State: st}
+			a = r.account(c, st)
 			p.ch.Changed = append(p.ch.Changed, c.ID)
 			if edit == SettingsOnly {
 				break
@@ -193,6 +201,16 @@ func (r *Registry) plan(snap *config.Snapshot, build Build, old *set) (*plan, er
 		}
 	}
 	return p, nil
+}
+
+// account pairs configuration c with state st.
+func (r *Registry) account(c *config.Account, st *State) *Account {
+	return &Account{Cfg: c, State: st, budget: Budget{
+		b: r.opts.Budget, id: c.ID, limits: quota.LimitsFor(c),
+		// rate_limiting.enabled false switches the account's budgets
+		// off, cool-downs from earlier provider replies included.
+		on: r.opts.Budget != nil && c.RateLimiting.Enabled,
+	}}
 }
 
 // Change summarises what a Replace did, by account_id. Changed lists

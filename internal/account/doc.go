@@ -21,8 +21,10 @@
 // a pool of sessions that Dialer opens (connect, TLS, EHLO, a token from
 // the account's TokenSource, AUTH, refresh-and-retry once). A failure to
 // get a session is an *OpenError holding the client's reply, so that the
-// relay only runs transactions over leases. Budgets and cool-downs are
-// kept by account_id in quota.Budget, which outlives reloads by itself.
+// relay only runs transactions over leases. An Account's Budget (admit,
+// refund through the ticket, cool down, status) is the registry's
+// quota.Budget bound to the account and its limits; the quota.Budget keeps
+// the counts by account_id, so they outlive reloads by themselves.
 //
 // Authenticate gives the same answer (ErrBadCredentials, 535 5.7.8) after
 // the same delay for an unknown user, a wrong password and a password-less

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
@@ -211,5 +212,44 @@ func TestReplace_inFlightCountsAcrossAnEdit(t *testing.T) {
 	old.Done()
 	if !edited.Acquire() {
 		t.Error("the slot of the message that finished was not given back")
+	}
+}
+
+// TestBudget_boundToTheAccount: an account's Budget admits against its own
+// limits, starts cool-downs only with rate_limiting on, and keeps its
+// counts across an edit (the quota.Budget keeps them by account_id).
+func TestBudget_boundToTheAccount(t *testing.T) {
+	t.Parallel()
+	book := quota.NewBook(nil)
+	on := config.Account{ID: "on", Email: "on@example.com", RateLimiting: config.RateLimiting{Enabled: true, MessagesPerDay: 1}}
+	off := config.Account{ID: "off", Email: "off@example.com", RateLimiting: config.RateLimiting{MessagesPerDay: 1}}
+	r, err := account.NewRegistry(snapOf(on, off), noRuntime, account.Options{Budget: book})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, d := r.Lookup("on").Budget().Admit()
+	if d != nil {
+		t.Fatalf("first message refused: %v", d)
+	}
+	tk.Done(true)
+	on.VMTAName = "edited"
+	if _, err := r.Replace(snapOf(on, off), noRuntime); err != nil {
+		t.Fatal(err)
+	}
+	if _, d := r.Lookup("on").Budget().Admit(); d == nil {
+		t.Error("the daily budget of 1 admitted a second message after an edit")
+	}
+	for range 3 {
+		tk, d := r.Lookup("off").Budget().Admit()
+		if d != nil {
+			t.Fatal("an account with rate_limiting off was refused")
+		}
+		tk.Done(true)
+	}
+	if r.Lookup("off").Budget().CoolDown("550 5.4.5 quota", time.Hour) {
+		t.Error("a cool-down started with rate_limiting off")
+	}
+	if st, ok := r.Lookup("on").Budget().Status(); !ok || len(st.Budgets) == 0 {
+		t.Errorf("Status = %+v, %v", st, ok)
 	}
 }

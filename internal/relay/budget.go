@@ -19,12 +19,7 @@ import (
 // denial that refuses the message (counted). Without budgets the ticket
 // reserves nothing.
 func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *quota.Denial) {
-	// rate_limiting.enabled false switches the account's budgets off,
-	// cool-downs from earlier provider replies included.
-	if r.opts.Budget == nil || !a.Cfg.RateLimiting.Enabled {
-		return noTicket{}, nil
-	}
-	tk, d := r.opts.Budget.Admit(a.Cfg.ID, quota.LimitsFor(a.Cfg))
+	tk, d := a.Budget().Admit()
 	if d == nil {
 		return tk, nil
 	}
@@ -48,7 +43,7 @@ func (t *txn) rcptBudget() error {
 	switch {
 	case tooMany:
 		t.r.m.budgetRefusals.WithLabelValues("recipients per message").Inc()
-		return tooManyRcpts{max: quota.LimitsFor(t.a.Cfg).RecipientsPerMessage}
+		return tooManyRcpts{max: t.a.Budget().Limits().RecipientsPerMessage}
 	case d != nil:
 		t.r.countDenial(d)
 		return d
@@ -105,18 +100,10 @@ func (r *Relay) coolDown(a *account.Account, kind provider.Kind, rp reply.Reply)
 	case provider.Concurrency:
 		d = c.Concurrency
 	}
-	if r.opts.Budget == nil || d <= 0 || !a.Cfg.RateLimiting.Enabled {
+	if !a.Budget().CoolDown(rp.String(), d) {
 		return
 	}
-	r.opts.Budget.CoolDown(a.Cfg.ID, rp.String(), d)
 	r.m.cooldowns.WithLabelValues(kind.String()).Inc()
 	r.logs.Warn(r.log, logthrottle.Key{Account: a.Cfg.ID, Reason: "cooldown " + kind.String()}, "account cooling down",
 		"account", a.Cfg.ID, "cause", kind.String(), "for", d, "upstream_reply", rp.String())
 }
-
-// noTicket is the Ticket when budgets are off: it reserves nothing.
-type noTicket struct{}
-
-func (noTicket) Rcpt() (bool, *quota.Denial) { return false, nil }
-func (noTicket) RcptRefused()                {}
-func (noTicket) Done(bool)                   {}

@@ -191,16 +191,16 @@ func newHarness(t *testing.T, ss *fakeSessions) *harness {
 	t.Helper()
 	cfg := &config.Account{ID: "acct", Email: "sender@example.com", MaxConcurrentMessages: 5,
 		RateLimiting: config.RateLimiting{Enabled: true, Cooldowns: config.Cooldowns{DailyQuota: time.Hour, Rate: time.Minute}}}
+	b := &budget{tk: &ticket{}}
 	reg, err := account.NewRegistry(&config.Snapshot{Accounts: []*config.Account{cfg}},
 		func(*config.Account, *account.State, *token.Source) (account.Runtime, error) {
 			return account.Runtime{Sessions: ss}, nil
-		}, account.Options{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+		}, account.Options{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Budget: b})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &budget{tk: &ticket{}}
 	return &harness{
-		r:    relay.New(reg, relay.Options{Budget: b}),
+		r:    relay.New(reg, relay.Options{}),
 		ss:   ss,
 		b:    b,
 		acct: reg.Lookup("acct"),

@@ -8,7 +8,6 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 )
 
@@ -19,9 +18,7 @@ type Options struct {
 	AcquireTimeout time.Duration
 	// Metrics receive the relay's counters; nil means unregistered ones.
 	Metrics *Metrics
-	// Budget keeps the accounts' sending budgets; nil: no budgets.
-	Budget quota.Budget
-	Logger *slog.Logger
+	Logger  *slog.Logger
 	// LogThrottle aggregates the warnings every transaction can repeat
 	// under overload (sessions busy, upstream lost, cool-downs); its
 	// owner flushes it. nil: one of the relay's own, over Logger, whose

@@ -180,12 +180,7 @@ func (s *Service) RefreshToken(ctx context.Context, a *account.Account) error {
 }
 
 // Budget implements admin.Backend.
-func (s *Service) Budget(a *account.Account) (quota.Status, bool) {
-	if s.budgets == nil {
-		return quota.Status{}, false
-	}
-	return s.budgets.Status(a.Cfg.ID, quota.LimitsFor(a.Cfg)), true
-}
+func (s *Service) Budget(a *account.Account) (quota.Status, bool) { return a.Budget().Status() }
 
 // tokenStatus maps a token source's state for the API.
 func tokenStatus(src *token.Source) admin.TokenStatus {

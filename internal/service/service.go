@@ -174,13 +174,19 @@ func New(opts Options) (*Service, error) {
 		s.localIPs = localAddrs(log)
 	}
 	build := s.buildAccount
+	var budget quota.Budget // nil in dry-run: no budgets
 	if opts.DryRun {
 		build = dryRunAccount
-	} else if err := s.prepareTLS(); err != nil {
-		return nil, err
+	} else {
+		if err := s.prepareTLS(); err != nil {
+			return nil, err
+		}
+		s.openBudgets() // budgets.go
+		budget = s.budgets
 	}
 	s.Reg, err = account.NewRegistry(snap, build, account.Options{
 		Trusted: snap.Global.SMTP.TrustedNetworks,
+		Budget:  budget,
 		Logger:  log,
 	})
 	if err != nil {
@@ -192,10 +198,8 @@ func New(opts Options) (*Service, error) {
 		log.Warn("dry-run: messages are accepted and discarded; no provider is contacted")
 		backend = relay.NewDryRun(s.Reg, log)
 	} else {
-		s.openBudgets() // budgets.go
 		s.Relay = relay.New(s.Reg, relay.Options{
 			Metrics:        s.relayMetrics,
-			Budget:         s.budgets,
 			AcquireTimeout: snap.Global.Timeouts.ConnectionAcquire,
 			Logger:         log,
 			LogThrottle:    s.logs,
