@@ -284,7 +284,7 @@ func (a *accountsCmd) add(ctx context.Context, args []string) error {
 	fs := a.flags("add")
 	var o importOptions
 	o.register(fs, false)
-	var r importer.Record
+	var r config.AccountRecord
 	var clientSecret, refreshToken, smtpPassword secretFlag
 	fs.StringVar(&r.Email, "email", "", "the mailbox (required); also the SMTP AUTH username")
 	fs.StringVar(&r.Provider, "provider", "", "gmail or outlook; default: guessed from the domain (gmail.com → gmail, "+

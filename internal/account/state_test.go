@@ -13,6 +13,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 func TestClassify(t *testing.T) {
@@ -20,7 +21,7 @@ func TestClassify(t *testing.T) {
 	base := config.Account{
 		ID: "a", Email: "a@example.com", Provider: "gmail", ClientID: "c", ClientSecret: secret.New("s"),
 		RefreshToken: secret.New("r"), TokenURL: "https://t.example/token", SMTPAddr: "smtp.example:587",
-		TLS: config.TLSStartTLS, Mechanism: config.MechXOAUTH2, VMTAName: "v1", SMTPPassword: secret.New("pw"),
+		TLS: upstream.TLSStartTLS, Mechanism: upstream.MechXOAUTH2, VMTAName: "v1", SMTPPassword: secret.New("pw"),
 		MaxConcurrentMessages: 10, Pool: config.Pool{MaxConnectionsPerAccount: 5},
 	}
 	tests := []struct {
@@ -34,8 +35,8 @@ func TestClassify(t *testing.T) {
 		{"max_concurrent_messages", func(c *config.Account) { c.MaxConcurrentMessages = 3 }, account.SettingsOnly},
 		{"budgets", func(c *config.Account) { c.RateLimiting.MessagesPerDay = 5 }, account.SettingsOnly},
 		{"endpoint", func(c *config.Account) { c.SMTPAddr = "other.example:587" }, account.SessionsOnly},
-		{"tls mode", func(c *config.Account) { c.TLS = config.TLSImplicit }, account.SessionsOnly},
-		{"mechanism", func(c *config.Account) { c.Mechanism = config.MechOAUTHBEARER }, account.SessionsOnly},
+		{"tls mode", func(c *config.Account) { c.TLS = upstream.TLSImplicit }, account.SessionsOnly},
+		{"mechanism", func(c *config.Account) { c.Mechanism = upstream.MechOAUTHBEARER }, account.SessionsOnly},
 		{"source address", func(c *config.Account) { c.IPAddress = netip.MustParseAddr("192.0.2.1") }, account.SessionsOnly},
 		{"pool size", func(c *config.Account) { c.Pool.MaxConnectionsPerAccount = 2 }, account.SessionsOnly},
 		{"disabled", func(c *config.Account) { c.Disabled = true }, account.SessionsOnly},
@@ -43,7 +44,7 @@ func TestClassify(t *testing.T) {
 		{"refresh token", func(c *config.Account) { c.RefreshToken = secret.New("r2") }, account.Credentials},
 		{"token url", func(c *config.Account) { c.TokenURL = "https://t2.example/token" }, account.Credentials},
 		{"email (the AUTH identity)", func(c *config.Account) { c.Email = "b@example.com" }, account.Credentials},
-		{"auth type", func(c *config.Account) { c.AuthType = config.AuthClientCredentials }, account.Credentials},
+		{"auth type", func(c *config.Account) { c.AuthType = token.AuthClientCredentials }, account.Credentials},
 		{"endpoint and vmta_name", func(c *config.Account) { c.SMTPAddr, c.VMTAName = "o.example:587", "v2" }, account.SessionsOnly},
 	}
 	for _, tc := range tests {

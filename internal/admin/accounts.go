@@ -10,24 +10,15 @@ import (
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/adminclient"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
 
-// accountView is what the API shows of an account: never a secret.
-type accountView struct {
-	AccountID     string `json:"account_id"`
-	Email         string `json:"email"`
-	IPAddress     string `json:"ip_address"`
-	VMTAName      string `json:"vmta_name"`
-	Provider      string `json:"provider"`
-	OAuthEndpoint string `json:"oauth_endpoint"`
-	OAuthTokenURL string `json:"oauth_token_url"`
-}
-
-func viewOf(c *config.Account) accountView {
-	v := accountView{
+// viewOf is what the API shows of an account, never a secret, in the
+// shape its client reads (adminclient.Account).
+func viewOf(c *config.Account) adminclient.Account {
+	v := adminclient.Account{
 		AccountID: c.ID, Email: c.Email, VMTAName: c.VMTAName, Provider: c.Provider,
 		OAuthEndpoint: c.SMTPAddr, OAuthTokenURL: c.TokenURL,
 	}
@@ -39,88 +30,19 @@ func viewOf(c *config.Account) accountView {
 
 func (a *API) listAccounts(w http.ResponseWriter, _ *http.Request) {
 	all := a.b.Registry().All()
-	views := make([]accountView, 0, len(all))
+	views := make([]adminclient.Account, 0, len(all))
 	for _, acc := range all {
 		views = append(views, viewOf(acc.Cfg))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "total_accounts": len(views), "accounts": views})
 }
 
-// newAccount is the body of POST /admin/accounts (COMPAT.md).
+// newAccount is the body of POST /admin/accounts (COMPAT.md): an
+// accounts.json record and two switches.
 type newAccount struct {
-	Email         string `json:"email"`
-	Provider      string `json:"provider"`
-	ClientID      string `json:"client_id"`
-	ClientSecret  string `json:"client_secret"`
-	RefreshToken  string `json:"refresh_token"`
-	OAuthTokenURL string `json:"oauth_token_url"`
-	OAuthEndpoint string `json:"oauth_endpoint"`
-	AccountID     string `json:"account_id"`
-	VMTAName      string `json:"vmta_name"`
-	IPAddress     string `json:"ip_address"`
-	SMTPPassword  string `json:"smtp_password"`
-	Verify        *bool  `json:"verify"`
-	Overwrite     bool   `json:"overwrite"`
-
-	// generated lists the fields normalise filled in: an overwrite keeps
-	// the existing record's values of these.
-	generated []string
-}
-
-// keyOrder is the order of keys in a record the API writes.
-var keyOrder = []string{"account_id", "email", "provider", "client_id", "client_secret", "refresh_token",
-	"oauth_token_url", "oauth_endpoint", "ip_address", "vmta_name", "smtp_password"}
-
-// normalise checks the request and fills the old tool's generated
-// defaults: account_id <provider>_<email with @ and . as _>, vmta_name
-// vmta-<provider>-<local part>.
-func (n *newAccount) normalise() error {
-	n.Email = strings.TrimSpace(n.Email)
-	n.Provider = strings.ToLower(strings.TrimSpace(n.Provider))
-	switch {
-	case n.Email == "" || strings.Count(n.Email, "@") != 1:
-		return errors.New("email: a valid address is required")
-	case n.Provider != "gmail" && n.Provider != "outlook":
-		return errors.New("provider: must be gmail or outlook")
-	case n.ClientID == "":
-		return errors.New("client_id: required")
-	case n.RefreshToken == "":
-		return errors.New("refresh_token: required")
-	case n.Provider == "gmail" && n.ClientSecret == "":
-		return errors.New("client_secret: required for gmail")
-	}
-	if n.OAuthTokenURL != "" {
-		// Checked before verify sends the secrets there; the loader
-		// checks it again when the record is saved.
-		if err := config.CheckTokenURL(n.OAuthTokenURL); err != nil {
-			return fmt.Errorf("oauth_token_url: %w", err)
-		}
-	}
-	local, _, _ := strings.Cut(n.Email, "@")
-	n.generated = nil
-	if n.AccountID == "" {
-		n.AccountID = n.Provider + "_" + strings.NewReplacer("@", "_", ".", "_").Replace(strings.ToLower(n.Email))
-		n.generated = append(n.generated, "account_id")
-	}
-	if n.VMTAName == "" {
-		n.VMTAName = "vmta-" + n.Provider + "-" + strings.ToLower(local)
-		n.generated = append(n.generated, "vmta_name")
-	}
-	return nil
-}
-
-func (n *newAccount) fields() map[string]any {
-	m := map[string]any{
-		"account_id": n.AccountID, "email": n.Email, "provider": n.Provider,
-		"client_id": n.ClientID, "refresh_token": n.RefreshToken, "vmta_name": n.VMTAName,
-	}
-	for k, v := range map[string]string{"client_secret": n.ClientSecret, "oauth_token_url": n.OAuthTokenURL,
-		"oauth_endpoint": n.OAuthEndpoint, "ip_address": n.IPAddress, "smtp_password": n.SMTPPassword} {
-		if v != "" {
-			m[k] = v
-		}
-	}
-	return m
+	config.AccountRecord
+	Verify    *bool `json:"verify"`
+	Overwrite bool  `json:"overwrite"`
 }
 
 // candidate resolves a request into the config.Account to verify: its
@@ -129,7 +51,7 @@ func (a *API) candidate(n *newAccount) *config.Account {
 	snap := a.b.Snapshot()
 	c := &config.Account{
 		ID: n.AccountID, Email: n.Email, Provider: n.Provider, ClientID: n.ClientID,
-		ClientSecret: secret.New(n.ClientSecret), RefreshToken: secret.New(n.RefreshToken), TokenURL: n.OAuthTokenURL,
+		ClientSecret: n.ClientSecret, RefreshToken: n.RefreshToken, TokenURL: n.TokenURL,
 	}
 	if c.TokenURL == "" {
 		if p, ok := snap.Providers[n.Provider]; ok {
@@ -196,37 +118,20 @@ func (a *API) guarded(snap *config.Snapshot, g given, fn func(*config.AccountsFi
 func gives(list ...*newAccount) given {
 	g := given{}
 	for _, n := range list {
-		g.give(n.ClientSecret, n.RefreshToken)
+		g.give(n.ClientSecret.Reveal(), n.RefreshToken.Reveal())
 	}
 	return g
 }
 
 // upsert adds n, or, when overwrite is set, merges it into the existing
-// record with its email or account_id: the fields n gives replace the old
-// values, and everything else the record holds stays, smtp_password,
-// disabled and the per-account overrides above all. Dropping those would
-// re-enable a disabled account and open a password-protected one to
-// anyone on a trusted network (README, "Admin API"). A generated
-// account_id or vmta_name does not replace one the record has: the
-// account_id keys the account's token state.
+// record with its email or account_id (config.AccountsFile.Upsert: what
+// the request does not give stays, smtp_password and disabled above all).
 func upsert(f *config.AccountsFile, n *newAccount) error {
-	i := f.Find(n.Email)
-	if j := f.Find(n.AccountID); i < 0 {
-		i = j
-	}
-	if i < 0 {
-		return f.Add(keyOrder, n.fields())
-	}
-	if !n.Overwrite {
+	_, err := f.Upsert(&n.AccountRecord, n.Overwrite)
+	if errors.Is(err, config.ErrAccountExists) {
 		return errExists
 	}
-	fields := n.fields()
-	for _, k := range n.generated {
-		if f.Has(i, k) {
-			delete(fields, k)
-		}
-	}
-	return f.Merge(i, keyOrder, fields)
+	return err
 }
 
 func (a *API) addAccount(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +139,7 @@ func (a *API) addAccount(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &n) {
 		return
 	}
-	if err := n.normalise(); err != nil {
+	if err := n.Complete(); err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -289,7 +194,7 @@ func (a *API) addBatch(w http.ResponseWriter, r *http.Request) {
 	seen := map[string]bool{}
 	for i := range list {
 		n := &list[i]
-		if err := n.normalise(); err != nil {
+		if err := n.Complete(); err != nil {
 			failed[i] = &batchFailure{Email: n.Email, Error: err.Error()}
 			continue
 		}
@@ -483,7 +388,7 @@ func (a *API) deleteAll(w http.ResponseWriter, r *http.Request) {
 
 // accountStatus is the live view of GET /admin/accounts/{email}.
 type accountStatus struct {
-	accountView
+	adminclient.Account
 	Disabled bool        `json:"disabled"`
 	Token    TokenStatus `json:"token"`
 	Sessions struct {
@@ -503,7 +408,7 @@ type accountStatus struct {
 }
 
 func (a *API) statusOf(acc *account.Account) accountStatus {
-	s := accountStatus{accountView: viewOf(acc.Cfg), Disabled: acc.Cfg.Disabled, Token: a.b.TokenStatus(acc)}
+	s := accountStatus{Account: viewOf(acc.Cfg), Disabled: acc.Cfg.Disabled, Token: a.b.TokenStatus(acc)}
 	if acc.Sessions() != nil {
 		st := acc.SessionStats()
 		s.Sessions.Open, s.Sessions.Busy, s.Sessions.Opened, s.Sessions.Cap = st.Open, st.Busy, st.Opened, st.Cap

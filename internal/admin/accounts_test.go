@@ -229,8 +229,10 @@ func TestAddBatch_statusPerRecord(t *testing.T) {
 		return `{"email": "` + email + `", "provider": "gmail", "client_id": "cid", "client_secret": "batch-client-secret",
 			"refresh_token": "batch-refresh-token", "verify": false}`
 	}
+	// bad passes the request's checks (config.AccountRecord.Complete)
+	// and is refused by the loader when saved: an endpoint without a port.
 	bad := `{"email": "bad@example.com", "provider": "gmail", "client_id": "cid", "client_secret": "batch-client-secret",
-		"refresh_token": "batch-refresh-token", "ip_address": "999.1.1.1", "verify": false}`
+		"refresh_token": "batch-refresh-token", "oauth_endpoint": "smtp.example.com", "verify": false}`
 	for _, tc := range []struct {
 		name   string
 		body   string
@@ -241,10 +243,10 @@ func TestAddBatch_statusPerRecord(t *testing.T) {
 		{name: "all added", body: "[" + good("bob@example.com") + "," + good("carol@example.com") + "]",
 			code: http.StatusOK, saved: []string{"alice@example.com", "bob@example.com", "carol@example.com"}},
 		{name: "one invalid record fails alone", body: "[" + good("bob@example.com") + "," + bad + "," + good("carol@example.com") + "]",
-			code: http.StatusPartialContent, failed: map[string]string{"bad@example.com": `field "ip_address"`},
+			code: http.StatusPartialContent, failed: map[string]string{"bad@example.com": `field "oauth_endpoint"`},
 			saved: []string{"alice@example.com", "bob@example.com", "carol@example.com"}},
 		{name: "none added", body: "[" + bad + "]",
-			code: http.StatusBadRequest, failed: map[string]string{"bad@example.com": `field "ip_address"`},
+			code: http.StatusBadRequest, failed: map[string]string{"bad@example.com": `field "oauth_endpoint"`},
 			saved: []string{"alice@example.com"}},
 		{name: "all exist", body: "[" + good("alice@example.com") + "]",
 			code: http.StatusConflict, failed: map[string]string{"alice@example.com": "already exists"},

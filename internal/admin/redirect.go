@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 // The admin token lets its holder change accounts but never read their
@@ -33,7 +34,7 @@ type destination struct {
 }
 
 func destinationOf(c *config.Account) destination {
-	return destination{tokenURL: c.TokenURL, smtpAddr: c.SMTPAddr, cleartext: c.TLS == config.TLSNone}
+	return destination{tokenURL: c.TokenURL, smtpAddr: c.SMTPAddr, cleartext: c.TLS == upstream.TLSNone}
 }
 
 // fingerprint identifies a secret without holding it: the SHA-256 of a

@@ -42,7 +42,8 @@ func New(base string, token secret.String) (*Client, error) {
 	return &Client{URL: strings.TrimRight(base, "/"), Token: token}, nil
 }
 
-// Account is an account as the API shows it: never a secret.
+// Account is an account as the API shows it, never a secret; package
+// admin writes this type, so the two cannot drift apart.
 type Account struct {
 	AccountID     string `json:"account_id"`
 	Email         string `json:"email"`

@@ -4,7 +4,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -18,11 +17,11 @@ type cpuClock struct {
 
 func readCPUClock() cpuClock {
 	var c cpuClock
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+	self, ok := selfCPU()
+	if !ok {
 		return c
 	}
-	c.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	c.self = self
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return c

@@ -9,6 +9,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 // accountList returns the account records of a decoded accounts file:
@@ -143,15 +145,15 @@ func parseIdentity(o *object, a *Account) {
 
 	parseAuthType(o, a)
 	o.str("client_id", &a.ClientID)
-	if a.AuthType != AuthGoogleServiceAccount {
+	if a.AuthType != token.AuthGoogleServiceAccount {
 		required(o, "client_id", a.ClientID)
 	}
 	var clientSecret, refreshToken string
 	o.str("client_secret", &clientSecret)
-	if a.AuthType != AuthGoogleServiceAccount {
+	if a.AuthType != token.AuthGoogleServiceAccount {
 		a.ClientSecret = secret.New(clientSecret)
 	}
-	if a.AuthType == AuthRefreshToken {
+	if a.AuthType == token.AuthRefreshToken {
 		if a.Provider == ProviderGmail {
 			// Google's token endpoint refuses a refresh without the
 			// secret; Microsoft public clients have none.
@@ -183,10 +185,10 @@ func parseUpstream(o *object, a *Account, p Provider) (explicitURL bool) {
 	a.TLS, a.Mechanism = p.TLS, p.Mechanism
 	tlsMode(o, "smtp_tls", &a.TLS)
 	mechanism(o, "auth_mechanism", &a.Mechanism)
-	if a.TLS == TLSNone && a.SMTPAddr != "" {
+	if a.TLS == upstream.TLSNone && a.SMTPAddr != "" {
 		checkCleartext(o, "smtp_tls", a.SMTPAddr)
 	}
-	if _, port, err := net.SplitHostPort(a.SMTPAddr); err == nil && port == "465" && a.TLS == TLSStartTLS {
+	if _, port, err := net.SplitHostPort(a.SMTPAddr); err == nil && port == "465" && a.TLS == upstream.TLSStartTLS {
 		o.warnf("smtp_tls", `port 465 expects TLS from the first byte; set "smtp_tls": "tls"`)
 	}
 	var ip string

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 func TestLoad_brokenAccountsNameFileAccountAndField(t *testing.T) {
@@ -125,8 +126,8 @@ func TestLoad_accountResolution(t *testing.T) {
 		check func(t *testing.T, a *config.Account)
 	}{
 		{"gmail defaults", g, func(t *testing.T, a *config.Account) {
-			if a.TokenURL != config.GmailTokenURL || a.SMTPAddr != "smtp.gmail.com:587" || a.TLS != config.TLSStartTLS ||
-				a.Mechanism != config.MechXOAUTH2 || a.MaxConcurrentMessages != 200 || a.Pool.MaxConnectionsPerAccount != 10 {
+			if a.TokenURL != config.GmailTokenURL || a.SMTPAddr != "smtp.gmail.com:587" || a.TLS != upstream.TLSStartTLS ||
+				a.Mechanism != upstream.MechXOAUTH2 || a.MaxConcurrentMessages != 200 || a.Pool.MaxConnectionsPerAccount != 10 {
 				t.Errorf("%+v", a)
 			}
 		}},
@@ -145,7 +146,7 @@ func TestLoad_accountResolution(t *testing.T) {
 			with("oauth_token_url", "https://api.login.yahoo.com/oauth2/get_token").with("auth_mechanism", "oauthbearer"),
 			func(t *testing.T, a *config.Account) {
 				if a.Provider != "yahoo" || a.Pool.MaxConnectionsPerAccount != 5 || a.MaxConcurrentMessages != 100 ||
-					a.TLS != config.TLSImplicit || a.Mechanism != config.MechOAUTHBEARER {
+					a.TLS != upstream.TLSImplicit || a.Mechanism != upstream.MechOAUTHBEARER {
 					t.Errorf("%+v", a)
 				}
 			}},
@@ -155,7 +156,7 @@ func TestLoad_accountResolution(t *testing.T) {
 			}
 		}},
 		{"cleartext to a loopback endpoint", g.with("oauth_endpoint", "[::1]:2526").with("smtp_tls", "none"), func(t *testing.T, a *config.Account) {
-			if a.TLS != config.TLSNone || a.SMTPAddr != "[::1]:2526" {
+			if a.TLS != upstream.TLSNone || a.SMTPAddr != "[::1]:2526" {
 				t.Errorf("%+v", a)
 			}
 		}},

@@ -68,6 +68,16 @@ func ReadAccountsFile(path string) (*AccountsFile, error) {
 	return f, nil
 }
 
+// NewAccountsFile returns an accounts file with no accounts, in the object
+// layout with a comment: {"_comment": comment, "accounts": []}. For the
+// programs that generate one (demo, bench); Bytes renders it.
+func NewAccountsFile(comment string) *AccountsFile {
+	top := &ordered{vals: map[string]json.RawMessage{}}
+	_ = top.set("_comment", comment) // a string always marshals
+	_ = top.set("accounts", []any{})
+	return &AccountsFile{wrapped: true, top: top}
+}
+
 func decodeList(raw []byte) ([]*ordered, error) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
@@ -303,19 +313,17 @@ func (f *AccountsFile) Bytes() []byte {
 // stays, provided only this user can write that file (safefile.Resolve);
 // otherwise the edit is refused.
 func EditAccounts(path, configPath string, edit func(*AccountsFile) error) error {
-	target, unlock, err := lockForWrite(path)
-	if err != nil {
-		return err
+	build := func(target string) ([]byte, error) {
+		f, err := ReadAccountsFile(target)
+		if err != nil {
+			return nil, fmt.Errorf("refusing to write: %w", err)
+		}
+		if err := edit(f); err != nil {
+			return nil, err
+		}
+		return f.Bytes(), nil
 	}
-	defer unlock()
-	f, err := ReadAccountsFile(target)
-	if err != nil {
-		return fmt.Errorf("refusing to write: %w", err)
-	}
-	if err := edit(f); err != nil {
-		return err
-	}
-	return safefile.WriteAtomic(target, f.Bytes(), func(tmp string) error {
+	return safefile.Update(path, build, func(tmp string) error {
 		_, _, err := Load(LoadOptions{ConfigPath: configPath, AccountsPath: tmp, ConfigExplicit: configPath != "",
 			SearchDirs: []string{}, accountsAs: path})
 		return err
@@ -325,32 +333,4 @@ func EditAccounts(path, configPath string, edit func(*AccountsFile) error) error
 // sortedKeys gives keys new to a record a deterministic order.
 func sortedKeys(m map[string]any) []string {
 	return slices.Sorted(maps.Keys(m))
-}
-
-// WriteFileAtomic replaces path with data durably (temp file, fsync,
-// rename, fsync of the directory; mode 0600) under the same lock as
-// EditAccounts, through a symlink on the same terms. For state files the
-// proxy owns.
-func WriteFileAtomic(path string, data []byte) error {
-	target, unlock, err := lockForWrite(path)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return safefile.WriteAtomic(target, data, nil)
-}
-
-// lockForWrite resolves path (the file a symlink points at, if it may be
-// written through) and takes the writers' lock next to that file, so that
-// writers that name the file by different links exclude each other too.
-// Waiting for the lock has no limit: its holders only read, validate and
-// write a local file.
-func lockForWrite(path string) (target string, unlock func(), err error) {
-	if target, err = safefile.Resolve(path); err != nil {
-		return "", nil, fmt.Errorf("refusing to write: %w", err)
-	}
-	if unlock, err = safefile.Lock(target+".lock", 0); err != nil {
-		return "", nil, err
-	}
-	return target, unlock, nil
 }

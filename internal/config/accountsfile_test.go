@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/safefile"
 )
 
 func copySeed(t *testing.T, name string) string {
@@ -201,16 +202,7 @@ func TestAccountsFile_Merge(t *testing.T) {
 				t.Fatalf("record 2 not found:\n%s", s)
 			}
 			rec := s[start:end]
-			for _, w := range tc.want {
-				if !strings.Contains(rec, w) {
-					t.Errorf("record lacks %s:\n%s", w, rec)
-				}
-			}
-			for _, g := range tc.gone {
-				if strings.Contains(rec, g) {
-					t.Errorf("record still holds %s:\n%s", g, rec)
-				}
-			}
+			checkText(t, rec, tc.want, tc.gone)
 			// Key order kept: email before ip_address before the overrides.
 			if !(strings.Index(rec, `"email"`) < strings.Index(rec, `"ip_address"`) &&
 				strings.Index(rec, `"ip_address"`) < strings.Index(rec, `"connection_settings"`)) {
@@ -301,7 +293,7 @@ func TestEditAccounts_throughSymlinkKeepsRelativeKeyPaths(t *testing.T) {
 }
 
 // TestEditAccounts_lockFileNotFollowed: the lock file next to accounts.json
-// (and budgets.json) is opened without following a symlink and must be a
+// (and budgets.json, written by safefile.Replace) is opened without following a symlink and must be a
 // regular file. Before, a planted accounts.json.lock -> /etc/nologin made a
 // proxy running as root create /etc/nologin.
 func TestEditAccounts_lockFileNotFollowed(t *testing.T) {
@@ -310,7 +302,7 @@ func TestEditAccounts_lockFileNotFollowed(t *testing.T) {
 		"EditAccounts": func(p string) error {
 			return config.EditAccounts(p, "", func(*config.AccountsFile) error { return nil })
 		},
-		"WriteFileAtomic": func(p string) error { return config.WriteFileAtomic(p, []byte("[]\n")) },
+		"safefile.Replace": func(p string) error { return safefile.Replace(p, []byte("[]\n")) },
 	}
 	for wname, write := range writers {
 		for _, tc := range []struct {

@@ -1,46 +1,14 @@
 package config
 
 import (
-	"crypto"
-	"crypto/rsa"
-	"crypto/sha1"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
-)
 
-// AuthType is how an account obtains access tokens ("auth_type").
-type AuthType string
-
-const (
-	// AuthRefreshToken: the refresh_token grant (default). Needs client_id,
-	// refresh_token, and client_secret for gmail.
-	AuthRefreshToken AuthType = "refresh_token"
-	// AuthGoogleServiceAccount: Google domain-wide delegation. Needs
-	// service_account_key_file or service_account_key; the account's email
-	// is the mailbox impersonated.
-	AuthGoogleServiceAccount AuthType = "google_service_account"
-	// AuthClientCredentials: Microsoft app-only. Needs client_id, tenant
-	// (or oauth_token_url), and client_secret or certificate_file (with
-	// private_key_file unless the certificate file holds the key).
-	AuthClientCredentials AuthType = "client_credentials"
-)
-
-// Scopes applied when an account of these auth types sets none
-// (PROVIDERS.md: OAuth2 token endpoints and grants).
-const (
-	ScopeGoogleMail     = "https://mail.google.com/"
-	ScopeOutlookAppOnly = "https://outlook.office365.com/.default"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 // MicrosoftTokenURL is the Microsoft identity platform v2 token endpoint
@@ -48,75 +16,6 @@ const (
 // "consumers".
 func MicrosoftTokenURL(tenant string) string {
 	return "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/token"
-}
-
-// ServiceAccountKey is a parsed Google service-account key (the JSON file
-// Google issues). One key may serve many accounts; Load parses each key
-// once and the accounts share the value. It is a crypto.Signer for RS256
-// assertions and never prints its private key.
-type ServiceAccountKey struct {
-	Source      string // the key file's absolute path, or "inline (account <id>)"
-	ClientEmail string // "client_email": the assertion's issuer
-	KeyID       string // "private_key_id": the assertion's kid
-	TokenURI    string // "token_uri"; "" when the file has none
-	key         *rsa.PrivateKey
-}
-
-// Public implements crypto.Signer.
-func (k *ServiceAccountKey) Public() crypto.PublicKey { return k.key.Public() }
-
-// Sign implements crypto.Signer.
-func (k *ServiceAccountKey) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	return k.key.Sign(r, digest, opts)
-}
-
-// Format prints the key's identity, never the key, for every verb.
-func (k ServiceAccountKey) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "service account %s key %s from %s", k.ClientEmail, k.KeyID, k.Source)
-}
-
-// LogValue implements slog.LogValuer without the private key.
-func (k ServiceAccountKey) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("client_email", k.ClientEmail), slog.String("key_id", k.KeyID), slog.String("source", k.Source))
-}
-
-// MarshalJSON renders the identity only.
-func (k ServiceAccountKey) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]string{"client_email": k.ClientEmail, "private_key_id": k.KeyID, "source": k.Source})
-}
-
-// ClientCertificate is a parsed certificate credential of a Microsoft app:
-// the certificate registered with the app and its private key. It is a
-// crypto.Signer for the client assertion and never prints its private key.
-type ClientCertificate struct {
-	CertFile   string   // absolute path of the PEM certificate
-	KeyFile    string   // absolute path of the PEM private key (may equal CertFile)
-	Thumbprint [20]byte // SHA-1 of the certificate's DER: the assertion's x5t
-	NotAfter   time.Time
-	key        *rsa.PrivateKey
-}
-
-// Public implements crypto.Signer.
-func (c *ClientCertificate) Public() crypto.PublicKey { return c.key.Public() }
-
-// Sign implements crypto.Signer.
-func (c *ClientCertificate) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	return c.key.Sign(r, digest, opts)
-}
-
-// Format prints the certificate's identity, never the key, for every verb.
-func (c ClientCertificate) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "certificate %s (thumbprint %X)", c.CertFile, c.Thumbprint)
-}
-
-// LogValue implements slog.LogValuer without the private key.
-func (c ClientCertificate) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("certificate_file", c.CertFile), slog.String("thumbprint", fmt.Sprintf("%X", c.Thumbprint)))
-}
-
-// MarshalJSON renders the identity only.
-func (c ClientCertificate) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]string{"certificate_file": c.CertFile, "thumbprint": fmt.Sprintf("%X", c.Thumbprint)})
 }
 
 // keyCache parses each key file (and each distinct inline key) once per
@@ -128,12 +27,12 @@ type keyCache struct {
 }
 
 type saResult struct {
-	key *ServiceAccountKey
+	key *token.ServiceAccountKey
 	err error
 }
 
 type certResult struct {
-	cert *ClientCertificate
+	cert *token.ClientCertificate
 	err  error
 }
 
@@ -162,13 +61,13 @@ var multiTenant = map[string]bool{"common": true, "organizations": true, "consum
 
 // parseAuthType reads "auth_type".
 func parseAuthType(o *object, a *Account) {
-	a.AuthType = AuthRefreshToken
+	a.AuthType = token.AuthRefreshToken
 	var s string
 	if !o.str("auth_type", &s) {
 		return
 	}
-	switch t := AuthType(strings.ToLower(s)); t {
-	case AuthRefreshToken, AuthGoogleServiceAccount, AuthClientCredentials:
+	switch t := token.AuthType(strings.ToLower(s)); t {
+	case token.AuthRefreshToken, token.AuthGoogleServiceAccount, token.AuthClientCredentials:
 		a.AuthType = t
 	default:
 		o.errorf("auth_type", `must be "refresh_token", "google_service_account" or "client_credentials", not %q`, s)
@@ -183,21 +82,21 @@ func parseCredentials(o *object, a *Account, keys *keyCache, explicitURL bool) {
 		o.errorf("tenant", "must be a tenant id, a domain, \"organizations\", \"common\" or \"consumers\", not %q", a.Tenant)
 	}
 	switch a.AuthType {
-	case AuthGoogleServiceAccount:
+	case token.AuthGoogleServiceAccount:
 		a.ServiceAccount = parseServiceAccountKey(o, a, keys)
 		if !explicitURL && a.ServiceAccount != nil && a.ServiceAccount.TokenURI != "" {
 			a.TokenURL = a.ServiceAccount.TokenURI
 			checkTokenURL(o, "service_account_key_file", a.TokenURL)
 		}
 		if a.Scope == "" {
-			a.Scope = ScopeGoogleMail
+			a.Scope = token.ScopeGoogleMail
 		}
 		for _, k := range []string{"refresh_token", "client_secret", "tenant", "certificate_file", "private_key_file"} {
 			if _, ok := o.get(k); ok {
 				o.warnf(k, "ignored: auth_type %q does not use it", a.AuthType)
 			}
 		}
-	case AuthClientCredentials:
+	case token.AuthClientCredentials:
 		switch {
 		case !explicitURL && a.Tenant == "":
 			o.errorf("tenant", `required with auth_type "client_credentials" unless oauth_token_url is set`)
@@ -216,14 +115,14 @@ func parseCredentials(o *object, a *Account, keys *keyCache, explicitURL bool) {
 			}
 		}
 		if a.Scope == "" {
-			a.Scope = ScopeOutlookAppOnly
+			a.Scope = token.ScopeOutlookAppOnly
 		}
 		for _, k := range []string{"refresh_token", "service_account_key_file", "service_account_key"} {
 			if _, ok := o.get(k); ok {
 				o.warnf(k, "ignored: auth_type %q does not use it", a.AuthType)
 			}
 		}
-	default: // AuthRefreshToken
+	default: // token.AuthRefreshToken
 		if a.Tenant != "" && !explicitURL {
 			if blockName(a.Provider) == ProviderGmail {
 				o.warnf("tenant", "ignored: a tenant names a Microsoft directory, and this is a gmail account")
@@ -244,7 +143,7 @@ func parseCredentials(o *object, a *Account, keys *keyCache, explicitURL bool) {
 
 // parseServiceAccountKey reads service_account_key_file or the inline
 // service_account_key (the key file's JSON as an object or as a string).
-func parseServiceAccountKey(o *object, a *Account, keys *keyCache) *ServiceAccountKey {
+func parseServiceAccountKey(o *object, a *Account, keys *keyCache) *token.ServiceAccountKey {
 	var file string
 	hasFile := o.str("service_account_key_file", &file)
 	inline, hasInline := o.get("service_account_key")
@@ -256,14 +155,14 @@ func parseServiceAccountKey(o *object, a *Account, keys *keyCache) *ServiceAccou
 		path := keys.path(file)
 		r, ok := keys.sa[path]
 		if !ok {
-			r = loadServiceAccountFile(path)
+			r.key, r.err = token.LoadServiceAccountKey(path)
 			if r.err == nil {
 				warnKeyReadable(o, "service_account_key_file", path)
 			}
 			keys.sa[path] = r
 		}
 		if r.err != nil {
-			o.errorf("service_account_key_file", "%s: %v", path, r.err)
+			o.errorf("service_account_key_file", "%v", r.err)
 		}
 		return r.key
 	case hasInline:
@@ -285,7 +184,7 @@ func parseServiceAccountKey(o *object, a *Account, keys *keyCache) *ServiceAccou
 		id := "inline:" + string(sum[:])
 		r, ok := keys.sa[id]
 		if !ok {
-			r.key, r.err = parseServiceAccountJSON(data, "inline (account "+a.ID+")")
+			r.key, r.err = token.ParseServiceAccountKey(data, "inline (account "+a.ID+")")
 			keys.sa[id] = r
 		}
 		if r.err != nil {
@@ -298,45 +197,8 @@ func parseServiceAccountKey(o *object, a *Account, keys *keyCache) *ServiceAccou
 	}
 }
 
-func loadServiceAccountFile(path string) saResult {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return saResult{err: unwrapPath(err)}
-	}
-	k, err := parseServiceAccountJSON(data, path)
-	return saResult{key: k, err: err}
-}
-
-// parseServiceAccountJSON parses Google's service-account key format. Its
-// errors never quote the key.
-func parseServiceAccountJSON(data []byte, source string) (*ServiceAccountKey, error) {
-	var f struct {
-		Type         string `json:"type"`
-		ClientEmail  string `json:"client_email"`
-		PrivateKeyID string `json:"private_key_id"`
-		PrivateKey   string `json:"private_key"`
-		TokenURI     string `json:"token_uri"`
-	}
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, errors.New("not a service-account key file (invalid JSON)")
-	}
-	switch {
-	case f.Type != "" && f.Type != "service_account":
-		return nil, fmt.Errorf("type is %q, want \"service_account\"", f.Type)
-	case f.ClientEmail == "":
-		return nil, errors.New(`no "client_email"`)
-	case f.PrivateKey == "":
-		return nil, errors.New(`no "private_key"`)
-	}
-	key, err := parseRSAKey([]byte(f.PrivateKey))
-	if err != nil {
-		return nil, fmt.Errorf("private_key: %w", err)
-	}
-	return &ServiceAccountKey{Source: source, ClientEmail: f.ClientEmail, KeyID: f.PrivateKeyID, TokenURI: f.TokenURI, key: key}, nil
-}
-
 // parseClientCertificate reads certificate_file and private_key_file.
-func parseClientCertificate(o *object, keys *keyCache) *ClientCertificate {
+func parseClientCertificate(o *object, keys *keyCache) *token.ClientCertificate {
 	var certFile, keyFile string
 	if !o.str("certificate_file", &certFile) {
 		if o.str("private_key_file", &keyFile) {
@@ -352,7 +214,7 @@ func parseClientCertificate(o *object, keys *keyCache) *ClientCertificate {
 	id := [2]string{certPath, keyPath}
 	r, ok := keys.certs[id]
 	if !ok {
-		r.cert, r.err = loadClientCertificate(certPath, keyPath)
+		r.cert, r.err = token.LoadClientCertificate(certPath, keyPath)
 		if r.err == nil {
 			warnKeyReadable(o, "private_key_file", keyPath)
 			if time.Now().After(r.cert.NotAfter) {
@@ -365,75 +227,6 @@ func parseClientCertificate(o *object, keys *keyCache) *ClientCertificate {
 		o.errorf("certificate_file", "%v", r.err)
 	}
 	return r.cert
-}
-
-func loadClientCertificate(certPath, keyPath string) (*ClientCertificate, error) {
-	certPEM, err := os.ReadFile(certPath)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certPath, unwrapPath(err))
-	}
-	var cert *x509.Certificate
-	for rest := certPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if b.Type == "CERTIFICATE" {
-			if cert, err = x509.ParseCertificate(b.Bytes); err != nil {
-				return nil, fmt.Errorf("%s: %w", certPath, err)
-			}
-			break
-		}
-	}
-	if cert == nil {
-		return nil, fmt.Errorf("%s holds no PEM certificate", certPath)
-	}
-	keyPEM := certPEM
-	if keyPath != certPath {
-		if keyPEM, err = os.ReadFile(keyPath); err != nil {
-			return nil, fmt.Errorf("%s: %w", keyPath, unwrapPath(err))
-		}
-	}
-	key, err := parseRSAKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyPath, err)
-	}
-	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(key.Public()) {
-		return nil, fmt.Errorf("the private key in %s does not belong to the certificate in %s", keyPath, certPath)
-	}
-	return &ClientCertificate{CertFile: certPath, KeyFile: keyPath, Thumbprint: sha1.Sum(cert.Raw), NotAfter: cert.NotAfter, key: key}, nil
-}
-
-// parseRSAKey finds the first private key in PEM data: PKCS #8 ("PRIVATE
-// KEY", as Google issues) or PKCS #1 ("RSA PRIVATE KEY"). The assertions
-// are RS256, so the key must be RSA.
-func parseRSAKey(data []byte) (*rsa.PrivateKey, error) {
-	for rest := data; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			return nil, errors.New("no PEM private key found")
-		}
-		switch b.Type {
-		case "RSA PRIVATE KEY":
-			k, err := x509.ParsePKCS1PrivateKey(b.Bytes)
-			if err != nil {
-				return nil, errors.New("malformed RSA private key")
-			}
-			return k, nil
-		case "PRIVATE KEY":
-			k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-			if err != nil {
-				return nil, errors.New("malformed PKCS #8 private key")
-			}
-			rk, ok := k.(*rsa.PrivateKey)
-			if !ok {
-				return nil, fmt.Errorf("key is %T; RS256 needs an RSA key", k)
-			}
-			return rk, nil
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, errors.New("encrypted private keys are not supported; store it decrypted, readable only by the proxy")
-		}
-	}
 }
 
 // warnKeyReadable warns when a key file can be read by its group or by

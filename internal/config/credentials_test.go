@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
@@ -109,7 +110,7 @@ func TestAccounts_authTypes(t *testing.T) {
 		check     func(t *testing.T, a *config.Account, ws []config.Warning)
 	}{
 		{name: "default is refresh_token", rec: gmailRecord("g", "g@example.com"), check: func(t *testing.T, a *config.Account, _ []config.Warning) {
-			if a.AuthType != config.AuthRefreshToken || a.Scope != "" {
+			if a.AuthType != token.AuthRefreshToken || a.Scope != "" {
 				t.Errorf("auth %q scope %q", a.AuthType, a.Scope)
 			}
 		}},
@@ -138,7 +139,7 @@ func TestAccounts_authTypes(t *testing.T) {
 			if !rsaKey().PublicKey.Equal(k.Public()) {
 				t.Error("wrong public key")
 			}
-			if a.Scope != config.ScopeGoogleMail || a.TokenURL != "https://oauth2.googleapis.com/token" || a.ClientID != "" {
+			if a.Scope != token.ScopeGoogleMail || a.TokenURL != "https://oauth2.googleapis.com/token" || a.ClientID != "" {
 				t.Errorf("scope %q url %q", a.Scope, a.TokenURL)
 			}
 		}},
@@ -163,7 +164,7 @@ func TestAccounts_authTypes(t *testing.T) {
 		{name: "service account EC key", rec: dwdRecord("d", "d@example.com").with("service_account_key_file", "sa-ec.json"), wantField: "service_account_key_file", wantMsg: "RSA"},
 		{name: "service account not JSON", rec: dwdRecord("d", "d@example.com").with("service_account_key_file", "not-a-key.txt"), wantField: "service_account_key_file", wantMsg: "invalid JSON"},
 		{name: "app with secret", rec: appRecord("a", "a@contoso.com"), check: func(t *testing.T, a *config.Account, _ []config.Warning) {
-			if a.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" || a.Scope != config.ScopeOutlookAppOnly ||
+			if a.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" || a.Scope != token.ScopeOutlookAppOnly ||
 				a.ClientSecret.Reveal() != "app-secret" || a.Certificate != nil {
 				t.Errorf("%+v", a)
 			}

@@ -4,7 +4,11 @@
 // and per-account overrides already applied. It owns the file formats, their
 // defaults and their validation; it does not open sockets, refresh tokens or
 // check that an account's ip_address exists on this host (that is done where
-// the address is used).
+// the address is used). Key and certificate files are named here and
+// parsed by package token; the enums it reads into (upstream.TLSMode,
+// upstream.Mechanism, token.AuthType) belong to the packages that use them.
+// AccountRecord and AccountsFile are the write side: the record tools add
+// and the in-place editing of accounts.json (EditAccounts).
 //
 // Call Load with a LoadOptions. It finds the files (see LoadOptions for the
 // search order), parses them, applies defaults and validates everything,

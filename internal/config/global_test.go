@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 func TestLoad_defaults(t *testing.T) {
@@ -116,17 +117,17 @@ func TestLoad_configKeys(t *testing.T) {
 				gm := s.Providers["gmail"]
 				want := config.Pool{10, 20, 300 * time.Second, 30 * time.Second}
 				if gm.MaxConcurrentMessages != 7 || gm.Pool != want || gm.SMTPAddr != "smtp.gmail.com:587" ||
-					gm.TokenURL != config.GmailTokenURL || gm.Mechanism != config.MechOAUTHBEARER {
+					gm.TokenURL != config.GmailTokenURL || gm.Mechanism != upstream.MechOAUTHBEARER {
 					t.Errorf("%+v", gm)
 				}
-				if a := account(t, s, "g1"); a.MaxConcurrentMessages != 7 || a.Pool != want || a.Mechanism != config.MechOAUTHBEARER {
+				if a := account(t, s, "g1"); a.MaxConcurrentMessages != 7 || a.Pool != want || a.Mechanism != upstream.MechOAUTHBEARER {
 					t.Errorf("account did not inherit: %+v", a)
 				}
 			}},
 		{"provider endpoints", `{"providers": {"default": {"smtp_endpoint": "127.0.0.1:2526", "smtp_tls": "none",
 			"oauth_token_url": "http://127.0.0.1:8080/token"}, "outlook": {"smtp_endpoint": "smtp-hve.office365.com:587"}}}`,
 			func(t *testing.T, s *config.Snapshot, ws []config.Warning) {
-				if d := s.Providers["default"]; d.SMTPAddr != "127.0.0.1:2526" || d.TLS != config.TLSNone || d.TokenURL != "http://127.0.0.1:8080/token" {
+				if d := s.Providers["default"]; d.SMTPAddr != "127.0.0.1:2526" || d.TLS != upstream.TLSNone || d.TokenURL != "http://127.0.0.1:8080/token" {
 					t.Errorf("%+v", d)
 				}
 				if a := account(t, s, "o1"); a.SMTPAddr != "smtp-hve.office365.com:587" {

@@ -109,3 +109,19 @@ func account(t *testing.T, s *config.Snapshot, id string) *config.Account {
 	t.Fatalf("no account %q", id)
 	return nil
 }
+
+// checkText reports each of want that text lacks and each of gone that it
+// holds.
+func checkText(t *testing.T, text string, want, gone []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("lacks %s:\n%s", w, text)
+		}
+	}
+	for _, g := range gone {
+		if strings.Contains(text, g) {
+			t.Errorf("still holds %s:\n%s", g, text)
+		}
+	}
+}

@@ -80,6 +80,39 @@ func (w where) label() string {
 type diag struct {
 	errs  []error
 	warns []Warning
+	// keys, when not nil, records every key the walker asks for, read or
+	// ignored, present or not: the set of keys the loader accepts, which a
+	// test holds against docs/config.md. Nil in Load.
+	keys *keyLog
+}
+
+// keyLog is the keys a walk asked for, as dotted paths, apart for
+// config.json and for account records.
+type keyLog struct {
+	config, accounts map[string]keyUse
+}
+
+// keyUse says what the loader does with a key.
+type keyUse int
+
+const (
+	keyRead    keyUse = iota + 1 // parsed into the configuration
+	keyIgnored                   // accepted for compatibility, no effect
+)
+
+func newKeyLog() *keyLog {
+	return &keyLog{config: map[string]keyUse{}, accounts: map[string]keyUse{}}
+}
+
+// note records the key at path of an object at.
+func (l *keyLog) note(at where, path string, use keyUse) {
+	m := l.config
+	if at.index > 0 {
+		m = l.accounts
+	}
+	if m[path] != keyRead { // a key read anywhere counts as read
+		m[path] = use
+	}
 }
 
 func (d *diag) errorf(at where, field, format string, args ...any) {

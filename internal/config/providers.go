@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 // Provider block names. An account whose provider is neither gmail nor
@@ -47,17 +49,17 @@ func builtinProviders() map[string]Provider {
 	}
 	return map[string]Provider{
 		ProviderGmail: {
-			Name: ProviderGmail, SMTPAddr: "smtp.gmail.com:587", TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
+			Name: ProviderGmail, SMTPAddr: "smtp.gmail.com:587", TLS: upstream.TLSStartTLS, Mechanism: upstream.MechXOAUTH2,
 			TokenURL: GmailTokenURL, MaxConcurrentMessages: 200, Pool: pool(10),
 			RateLimiting: gmailBudget, Retry: retry, CircuitBreaker: breaker,
 		},
 		ProviderOutlook: {
-			Name: ProviderOutlook, SMTPAddr: "smtp.office365.com:587", TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
+			Name: ProviderOutlook, SMTPAddr: "smtp.office365.com:587", TLS: upstream.TLSStartTLS, Mechanism: upstream.MechXOAUTH2,
 			TokenURL: OutlookTokenURL, MaxConcurrentMessages: 150, Pool: pool(outlookMaxSessions),
 			RateLimiting: outlookBudget, Retry: retry, CircuitBreaker: breaker,
 		},
 		ProviderDefault: {
-			Name: ProviderDefault, TLS: TLSStartTLS, Mechanism: MechXOAUTH2,
+			Name: ProviderDefault, TLS: upstream.TLSStartTLS, Mechanism: upstream.MechXOAUTH2,
 			MaxConcurrentMessages: 100, Pool: pool(5),
 			RateLimiting: RateLimiting{Enabled: true, Cooldowns: cool}, Retry: retry, CircuitBreaker: breaker,
 		},
@@ -105,7 +107,7 @@ func parseProvider(o *object, p *Provider) {
 	parseRetry(o.child("retry"), &p.Retry)
 	parseCircuitBreaker(o.child("circuit_breaker"), &p.CircuitBreaker)
 
-	if p.TLS == TLSNone && p.SMTPAddr != "" {
+	if p.TLS == upstream.TLSNone && p.SMTPAddr != "" {
 		checkCleartext(o, "smtp_tls", p.SMTPAddr)
 	}
 	if p.Name == ProviderOutlook && p.Pool.MaxConnectionsPerAccount > outlookMaxSessions {
@@ -198,13 +200,13 @@ func parseCircuitBreaker(o *object, c *CircuitBreaker) {
 }
 
 // tlsMode reads "smtp_tls".
-func tlsMode(o *object, key string, dst *TLSMode) {
+func tlsMode(o *object, key string, dst *upstream.TLSMode) {
 	var s string
 	if !o.str(key, &s) {
 		return
 	}
-	switch m := TLSMode(strings.ToLower(s)); m {
-	case TLSStartTLS, TLSImplicit, TLSNone:
+	switch m := upstream.TLSMode(strings.ToLower(s)); m {
+	case upstream.TLSStartTLS, upstream.TLSImplicit, upstream.TLSNone:
 		*dst = m
 	default:
 		o.errorf(key, `must be "starttls", "tls" or "none", not %q`, s)
@@ -212,13 +214,13 @@ func tlsMode(o *object, key string, dst *TLSMode) {
 }
 
 // mechanism reads "auth_mechanism", case-insensitively.
-func mechanism(o *object, key string, dst *Mechanism) {
+func mechanism(o *object, key string, dst *upstream.Mechanism) {
 	var s string
 	if !o.str(key, &s) {
 		return
 	}
-	switch m := Mechanism(strings.ToUpper(s)); m {
-	case MechXOAUTH2, MechOAUTHBEARER:
+	switch m := upstream.Mechanism(strings.ToUpper(s)); m {
+	case upstream.MechXOAUTH2, upstream.MechOAUTHBEARER:
 		*dst = m
 	default:
 		o.errorf(key, `must be "xoauth2" or "oauthbearer", not %q`, s)

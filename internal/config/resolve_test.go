@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 // TestAccountsFile_accountsResolvesAsLoadDoes: an edit in memory resolves
@@ -32,7 +33,7 @@ func TestAccountsFile_accountsResolvesAsLoadDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].SMTPAddr != "smtp.example.net:465" || got[0].TLS != config.TLSImplicit ||
+	if len(got) != 2 || got[0].SMTPAddr != "smtp.example.net:465" || got[0].TLS != upstream.TLSImplicit ||
 		got[0].TokenURL != config.GmailTokenURL || got[1].TokenURL != config.MicrosoftTokenURL("contoso.example") {
 		t.Fatalf("accounts = %+v", got)
 	}

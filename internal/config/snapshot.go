@@ -5,23 +5,8 @@ import (
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
-)
-
-// TLSMode says how an upstream session is secured (key "smtp_tls").
-type TLSMode string
-
-const (
-	TLSStartTLS TLSMode = "starttls" // default: plain connect, then STARTTLS
-	TLSImplicit TLSMode = "tls"      // TLS from the first byte (port 465 style)
-	TLSNone     TLSMode = "none"     // cleartext; refused unless the host is loopback
-)
-
-// Mechanism is the SASL mechanism used upstream (key "auth_mechanism").
-type Mechanism string
-
-const (
-	MechXOAUTH2     Mechanism = "XOAUTH2" // default
-	MechOAUTHBEARER Mechanism = "OAUTHBEARER"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 // Snapshot is one fully loaded, validated and defaulted configuration. It
@@ -156,11 +141,11 @@ type CircuitBreaker struct {
 // Provider is one resolved entry of "providers".
 type Provider struct {
 	Name                  string
-	SMTPAddr              string    // "smtp_endpoint"; default smtp.gmail.com:587 / smtp.office365.com:587
-	TLS                   TLSMode   // "smtp_tls"; default starttls
-	Mechanism             Mechanism // "auth_mechanism"; default XOAUTH2
-	TokenURL              string    // "oauth_token_url"; default per COMPAT.md
-	MaxConcurrentMessages int       // per-account in-flight cap; default gmail 200, outlook 150, default 100
+	SMTPAddr              string             // "smtp_endpoint"; default smtp.gmail.com:587 / smtp.office365.com:587
+	TLS                   upstream.TLSMode   // "smtp_tls"; default starttls
+	Mechanism             upstream.Mechanism // "auth_mechanism"; default XOAUTH2
+	TokenURL              string             // "oauth_token_url"; default per COMPAT.md
+	MaxConcurrentMessages int                // per-account in-flight cap; default gmail 200, outlook 150, default 100
 	Pool                  Pool
 	RateLimiting          RateLimiting
 	Retry                 Retry
@@ -173,32 +158,32 @@ type Account struct {
 	ID       string // "account_id"
 	Email    string // "email", as written
 	Provider string // "gmail", "outlook" or another name (uses the "default" block)
-	// AuthType is "auth_type"; default AuthRefreshToken. The fields a
+	// AuthType is "auth_type"; default token.AuthRefreshToken. The fields a
 	// type does not use are empty.
-	AuthType     AuthType
+	AuthType     token.AuthType
 	ClientID     string
 	ClientSecret secret.String // empty when absent
-	RefreshToken secret.String // AuthRefreshToken only
+	RefreshToken secret.String // token.AuthRefreshToken only
 	// Scope is "scope", sent with the token request when set; defaults to
-	// ScopeGoogleMail for AuthGoogleServiceAccount and ScopeOutlookAppOnly
-	// for AuthClientCredentials.
+	// token.ScopeGoogleMail for token.AuthGoogleServiceAccount and token.ScopeOutlookAppOnly
+	// for token.AuthClientCredentials.
 	Scope string
 	// TokenURL is "oauth_token_url"; else, from "tenant" for Microsoft
 	// accounts, from the service-account key's token_uri, or the provider's.
 	TokenURL string
 	// Tenant is "tenant", a Microsoft Entra tenant; "" when unset.
 	Tenant string
-	// ServiceAccount is the parsed key of an AuthGoogleServiceAccount
+	// ServiceAccount is the parsed key of a token.AuthGoogleServiceAccount
 	// account ("service_account_key_file" or "service_account_key"),
 	// shared with the other accounts of the same key; nil otherwise.
-	ServiceAccount *ServiceAccountKey
+	ServiceAccount *token.ServiceAccountKey
 	// Certificate is the certificate credential of an
-	// AuthClientCredentials account ("certificate_file",
+	// token.AuthClientCredentials account ("certificate_file",
 	// "private_key_file"); nil when it uses a client secret.
-	Certificate *ClientCertificate
+	Certificate *token.ClientCertificate
 	SMTPAddr    string // "oauth_endpoint" or the provider's, host:port
-	TLS         TLSMode
-	Mechanism   Mechanism
+	TLS         upstream.TLSMode
+	Mechanism   upstream.Mechanism
 	IPAddress   netip.Addr // "ip_address"; invalid (zero) when absent
 	VMTAName    string
 	// SMTPPassword is what a client must send as AUTH password. Empty: the

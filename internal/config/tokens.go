@@ -3,6 +3,8 @@ package config
 import (
 	"path/filepath"
 	"strings"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 // Tokens is the rest of "global.oauth2": background renewal, start-up
@@ -17,10 +19,10 @@ type Tokens struct {
 	// ("num_token_fetching_workers"); default 25.
 	FetchWorkers int
 	// Prewarm picks the accounts whose tokens are fetched at start-up
-	// ("token_prewarm"): PrewarmRecent (default: those used within the hour
-	// before the restart and without a valid persisted token), PrewarmAll,
-	// or PrewarmOff.
-	Prewarm string
+	// ("token_prewarm"): token.PrewarmRecent (default: those used within
+	// the hour before the restart and without a valid persisted token),
+	// token.PrewarmAll, or token.PrewarmOff.
+	Prewarm token.Prewarm
 	// StateDir holds the token state file (token-state.json): rotated
 	// refresh tokens and cached access tokens. From LoadOptions.StateDir
 	// (--state-dir), else "state_dir" (relative to config.json), else the
@@ -28,16 +30,9 @@ type Tokens struct {
 	StateDir string
 }
 
-// Values of Tokens.Prewarm.
-const (
-	PrewarmRecent = "recent"
-	PrewarmAll    = "all"
-	PrewarmOff    = "off"
-)
-
 // defaultTokens are the built-in Tokens; StateDir is resolved by Load.
 func defaultTokens() Tokens {
-	return Tokens{RefreshWorkers: 25, FetchWorkers: 25, Prewarm: PrewarmRecent}
+	return Tokens{RefreshWorkers: 25, FetchWorkers: 25, Prewarm: token.PrewarmRecent}
 }
 
 // parseTokens reads the token keys of "global.oauth2"; dir is config.json's
@@ -47,9 +42,9 @@ func parseTokens(o *object, t *Tokens, dir string) {
 	o.count("num_token_fetching_workers", 1, &t.FetchWorkers)
 	var p string
 	if o.str("token_prewarm", &p) {
-		switch p = strings.ToLower(p); p {
-		case PrewarmRecent, PrewarmAll, PrewarmOff:
-			t.Prewarm = p
+		switch m := token.Prewarm(strings.ToLower(p)); m {
+		case token.PrewarmRecent, token.PrewarmAll, token.PrewarmOff:
+			t.Prewarm = m
 		default:
 			o.errorf("token_prewarm", `must be "recent", "all" or "off", not %q`, p)
 		}

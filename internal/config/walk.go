@@ -94,6 +94,9 @@ func (o *object) get(key string) (v any, ok bool) {
 	if o == nil {
 		return nil, false
 	}
+	if o.d.keys != nil {
+		o.d.keys.note(o.at, o.field(key), keyRead)
+	}
 	v, ok = o.m[key]
 	if ok {
 		o.used[key] = true
@@ -120,8 +123,16 @@ func (o *object) child(key string) *object {
 
 // ignore marks keys that are accepted for compatibility and have no effect.
 func (o *object) ignore(keys ...string) {
+	if o == nil {
+		return
+	}
 	for _, k := range keys {
-		o.get(k)
+		if o.d.keys != nil {
+			o.d.keys.note(o.at, o.field(k), keyIgnored)
+		}
+		if _, ok := o.m[k]; ok {
+			o.used[k] = true
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/adminclient"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 )
 
 // AdminStore saves records through a running proxy's admin API: POST
@@ -20,13 +21,13 @@ type AdminStore struct {
 
 // Add implements Store. A refusal of a whole request (wrong token, proxy
 // down) fails that chunk and every later one.
-func (s AdminStore) Add(ctx context.Context, recs []Record, overwrite bool, progress func(n int)) []error {
+func (s AdminStore) Add(ctx context.Context, recs []config.AccountRecord, overwrite bool, progress func(n int)) []error {
 	errs := make([]error, len(recs))
-	body := func(r *Record) map[string]any {
+	body := func(r *config.AccountRecord) map[string]any {
 		m := r.Fields()
 		// The proxy generates account_id and vmta_name the same way when
 		// they are absent, and keeps an existing record's on an overwrite.
-		for _, k := range r.generated {
+		for _, k := range r.Generated {
 			if k == "account_id" || k == "vmta_name" {
 				delete(m, k)
 			}

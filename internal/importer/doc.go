@@ -1,8 +1,9 @@
 // Package importer adds accounts in bulk: it reads the old tool's import
 // format (one account per line, "email,account_id,refresh_token,client_id
-// [,client_secret][,ip_address]"), completes each record the way the old
-// tool and the admin API do (provider guessed from the domain, generated
-// account_id and vmta_name), optionally checks each credential with a real
+// [,client_secret][,ip_address]") into config.AccountRecord, completes
+// each record the way the old tool and the admin API do (Normalise: the
+// provider guessed from the domain, then the record's own Complete, which
+// generates account_id and vmta_name), optionally checks each credential with a real
 // token request, and saves the records to accounts.json or to a running
 // proxy through its admin API.
 //

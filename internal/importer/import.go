@@ -22,7 +22,7 @@ const DefaultConcurrency = 8
 
 // Check verifies one record before it is saved; it may update the record
 // (a rotated refresh token). Import calls it for different records at once.
-type Check func(ctx context.Context, r *Record) error
+type Check func(ctx context.Context, r *config.AccountRecord) error
 
 // Store saves records: FileStore or AdminStore.
 type Store interface {
@@ -30,7 +30,7 @@ type Store interface {
 	// saved. A record that exists (same email or account_id) fails unless
 	// overwrite is set. progress is called with the number of records
 	// handled so far, as the work goes.
-	Add(ctx context.Context, recs []Record, overwrite bool, progress func(n int)) []error
+	Add(ctx context.Context, recs []config.AccountRecord, overwrite bool, progress func(n int)) []error
 }
 
 // Options configure Import.
@@ -66,7 +66,7 @@ type Result struct {
 // one Add. Error texts never contain the record's secrets.
 func Import(ctx context.Context, lines []Line, store Store, o Options) []Result {
 	res := make([]Result, len(lines))
-	recs := make([]Record, len(lines))
+	recs := make([]config.AccountRecord, len(lines))
 	seen := map[string]int{}
 	for i, l := range lines {
 		res[i] = Result{Line: l.N, Email: l.Record.Email, Err: l.Err}
@@ -74,7 +74,7 @@ func Import(ctx context.Context, lines []Line, store Store, o Options) []Result 
 		if res[i].Err != nil {
 			continue
 		}
-		if err := recs[i].Normalise(o.Provider); err != nil {
+		if err := Normalise(&recs[i], o.Provider); err != nil {
 			res[i].Err = err
 			continue
 		}
@@ -100,7 +100,7 @@ func Import(ctx context.Context, lines []Line, store Store, o Options) []Result 
 		}
 	}
 	if len(todo) > 0 {
-		batch := make([]Record, len(todo))
+		batch := make([]config.AccountRecord, len(todo))
 		for j, i := range todo {
 			batch[j] = recs[i]
 		}
@@ -117,14 +117,14 @@ func Import(ctx context.Context, lines []Line, store Store, o Options) []Result 
 	}
 	for i := range res {
 		if res[i].Err != nil {
-			res[i].Err = errors.New(recs[i].redact(res[i].Err.Error()))
+			res[i].Err = errors.New(redact(&recs[i], res[i].Err.Error()))
 		}
 	}
 	return res
 }
 
 // check runs o.Check on the records still good, o.Concurrency at a time.
-func check(ctx context.Context, recs []Record, res []Result, o Options) {
+func check(ctx context.Context, recs []config.AccountRecord, res []Result, o Options) {
 	n := o.Concurrency
 	if n <= 0 {
 		n = DefaultConcurrency
@@ -173,7 +173,7 @@ func TokenCheck(providers map[string]config.Provider, timeout time.Duration, cli
 		tr.MaxIdleConnsPerHost = DefaultConcurrency
 		client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return func(ctx context.Context, r *Record) error {
+	return func(ctx context.Context, r *config.AccountRecord) error {
 		url := r.TokenURL
 		if url == "" {
 			url = providers[r.Provider].TokenURL

@@ -17,10 +17,10 @@ import (
 // memStore records what it was asked to save.
 type memStore struct {
 	mu   sync.Mutex
-	recs []importer.Record
+	recs []config.AccountRecord
 }
 
-func (m *memStore) Add(_ context.Context, recs []importer.Record, _ bool, progress func(int)) []error {
+func (m *memStore) Add(_ context.Context, recs []config.AccountRecord, _ bool, progress func(int)) []error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.recs = append(m.recs, recs...)
@@ -59,7 +59,7 @@ func TestTokenCheck_againstFakeProvider(t *testing.T) {
 			if rt == "" {
 				rt = "1//rt-initial"
 			}
-			lines := []importer.Line{{N: 1, Record: importer.Record{Email: "a@example.com", ClientID: "cid",
+			lines := []importer.Line{{N: 1, Record: config.AccountRecord{Email: "a@example.com", ClientID: "cid",
 				ClientSecret: secret.New("cs"), RefreshToken: secret.New(rt)}}}
 			providers := map[string]config.Provider{"gmail": {TokenURL: fp.TokenURL()}}
 			var store memStore
@@ -92,12 +92,12 @@ func TestImport_checksRunBounded(t *testing.T) {
 	t.Parallel()
 	var lines []importer.Line
 	for i := range 40 {
-		lines = append(lines, importer.Line{N: i + 1, Record: importer.Record{
+		lines = append(lines, importer.Line{N: i + 1, Record: config.AccountRecord{
 			Email: "u" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "@example.com", ClientID: "c",
 			ClientSecret: secret.New("s"), RefreshToken: secret.New("r")}})
 	}
 	var now, peak atomic.Int64
-	check := func(ctx context.Context, _ *importer.Record) error {
+	check := func(ctx context.Context, _ *config.AccountRecord) error {
 		n := now.Add(1)
 		for {
 			p := peak.Load()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
 
@@ -22,7 +23,7 @@ const MaxLineBytes = 64 << 10
 // Line is one account line of an import file.
 type Line struct {
 	N      int // line number in the file, from 1
-	Record Record
+	Record config.AccountRecord
 	Err    error // why the line cannot be read; Record then holds only the email, if any
 }
 
@@ -82,22 +83,22 @@ func isHeader(s string) bool {
 //
 // Fields are separated by commas; spaces around a field are dropped; a
 // field may be double-quoted as in CSV ("" is a quote inside one). An empty
-// account_id is generated later (Record.Normalise), an empty client_secret
+// account_id is generated later (Normalise), an empty client_secret
 // is a public client (Outlook). With five fields the fifth is the
 // client_secret, unless it is an IP address: no client secret looks like
 // one, and old files for Outlook public clients left the secret out rather
 // than empty. ParseLine checks the shape of each field, not the account as
-// a whole (Record.Normalise does that). Errors name fields, never values:
+// a whole (Normalise does that). Errors name fields, never values:
 // a line holds a refresh token.
-func ParseLine(s string) (Record, error) {
+func ParseLine(s string) (config.AccountRecord, error) {
 	f, err := splitFields(s)
 	if err != nil {
-		return Record{}, err
+		return config.AccountRecord{}, err
 	}
 	if len(f) < 4 || len(f) > 6 {
 		return failed(f[0]), fmt.Errorf("%d fields, want 4 to 6: %s", len(f), Format)
 	}
-	r := Record{Email: f[0], AccountID: f[1], RefreshToken: secret.New(f[2]), ClientID: f[3]}
+	r := config.AccountRecord{Email: f[0], AccountID: f[1], RefreshToken: secret.New(f[2]), ClientID: f[3]}
 	switch {
 	case len(f) == 6:
 		r.ClientSecret, r.IPAddress = secret.New(f[4]), f[5]
@@ -133,11 +134,11 @@ func ParseLine(s string) (Record, error) {
 // failed is the Record of a line that cannot be imported: only its email,
 // for the report, and only if the first field is one. A line whose columns
 // are shuffled may hold a token there.
-func failed(first string) Record {
+func failed(first string) config.AccountRecord {
 	if looksLikeAddress(first) {
-		return Record{Email: first}
+		return config.AccountRecord{Email: first}
 	}
-	return Record{}
+	return config.AccountRecord{}
 }
 
 func looksLikeAddress(s string) bool {

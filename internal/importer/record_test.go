@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/importer"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
@@ -13,7 +14,7 @@ func TestRecord_Normalise(t *testing.T) {
 	type want struct{ provider, id, vmta, url string }
 	for _, tc := range []struct {
 		name     string
-		rec      importer.Record
+		rec      config.AccountRecord
 		fallback string
 		want     want
 		err      string
@@ -28,7 +29,7 @@ func TestRecord_Normalise(t *testing.T) {
 			want: want{"outlook", "outlook_team_example_com", "vmta-outlook-team", ""}},
 		{name: "--provider does not override a known domain", rec: rec("x@gmail.com", "s"), fallback: "outlook",
 			want: want{"gmail", "gmail_x_gmail_com", "vmta-gmail-x", ""}},
-		{name: "given values are kept", rec: func() importer.Record {
+		{name: "given values are kept", rec: func() config.AccountRecord {
 			r := rec("x@outlook.com", "")
 			r.AccountID, r.VMTAName, r.TokenURL, r.Provider = "mine", "vmta-9", "https://t.example/token", "OUTLOOK"
 			return r
@@ -36,12 +37,12 @@ func TestRecord_Normalise(t *testing.T) {
 		{name: "gmail needs a secret", rec: rec("x@gmail.com", ""), err: "client_secret: required for gmail"},
 		{name: "unknown provider", rec: rec("x@example.com", "s"), fallback: "yahoo", err: `provider: must be gmail or outlook, not "yahoo"`},
 		{name: "bad email", rec: rec("nope", "s"), err: "email: a valid address is required"},
-		{name: "bad ip", rec: func() importer.Record { r := rec("x@gmail.com", "s"); r.IPAddress = "x"; return r }(), err: "ip_address"},
+		{name: "bad ip", rec: func() config.AccountRecord { r := rec("x@gmail.com", "s"); r.IPAddress = "x"; return r }(), err: "ip_address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := tc.rec
-			err := r.Normalise(tc.fallback)
+			err := importer.Normalise(&r, tc.fallback)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want %q", err, tc.err)
@@ -58,6 +59,6 @@ func TestRecord_Normalise(t *testing.T) {
 	}
 }
 
-func rec(email, clientSecret string) importer.Record {
-	return importer.Record{Email: email, ClientID: "cid", RefreshToken: secret.New("rt-" + email), ClientSecret: secret.New(clientSecret)}
+func rec(email, clientSecret string) config.AccountRecord {
+	return config.AccountRecord{Email: email, ClientID: "cid", RefreshToken: secret.New("rt-" + email), ClientSecret: secret.New(clientSecret)}
 }

@@ -32,7 +32,7 @@ const maxEditRounds = 3
 // one file write per record. A problem the loader finds elsewhere in the
 // file fails every record: nothing is written over a file that does not
 // load.
-func (s FileStore) Add(_ context.Context, recs []Record, overwrite bool, progress func(n int)) []error {
+func (s FileStore) Add(_ context.Context, recs []config.AccountRecord, overwrite bool, progress func(n int)) []error {
 	errs := make([]error, len(recs))
 	pending := make([]int, len(recs))
 	for i := range pending {
@@ -86,32 +86,15 @@ func (s FileStore) Add(_ context.Context, recs []Record, overwrite bool, progres
 var errNothing = errors.New("nothing to add")
 
 // upsert adds r, or, when overwrite is set, merges it into the record with
-// its email or account_id, and returns its position in the file, from 1.
-// The merge changes the fields r gives and keeps the rest of the record
-// (smtp_password, disabled, per-account overrides), as the admin API does;
-// a value Normalise made up (account_id, vmta_name, a provider or token URL
-// guessed from the domain) does not replace one the record has.
-func upsert(f *config.AccountsFile, r *Record, overwrite bool) (int, error) {
-	i := f.Find(r.Email)
-	if i < 0 {
-		i = f.Find(r.AccountID)
+// its email or account_id (config.AccountsFile.Upsert: the rest of the
+// record stays, and a value Normalise made up does not replace one the
+// record has), and returns its position in the file, from 1.
+func upsert(f *config.AccountsFile, r *config.AccountRecord, overwrite bool) (int, error) {
+	i, err := f.Upsert(r, overwrite)
+	if errors.Is(err, config.ErrAccountExists) {
+		return 0, ErrExists
 	}
-	if i >= 0 {
-		if !overwrite {
-			return 0, ErrExists
-		}
-		fields := r.Fields()
-		for _, k := range r.generated {
-			if f.Has(i, k) {
-				delete(fields, k)
-			}
-		}
-		return i + 1, f.Merge(i, KeyOrder, fields)
-	}
-	if err := f.Add(KeyOrder, r.Fields()); err != nil {
-		return 0, err
-	}
-	return f.Len(), nil
+	return i + 1, err
 }
 
 // blame gives each *config.FieldError of a refused edit to the record at

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/importer"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
@@ -43,10 +44,10 @@ func records(t *testing.T, path string) []map[string]any {
 	return doc.Accounts
 }
 
-func normalised(t *testing.T, email, secretValue string) importer.Record {
+func normalised(t *testing.T, email, secretValue string) config.AccountRecord {
 	t.Helper()
 	r := rec(email, secretValue)
-	if err := r.Normalise(""); err != nil {
+	if err := importer.Normalise(&r, ""); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -63,31 +64,31 @@ func TestFileStore_Add(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		file      string
-		recs      []importer.Record
+		recs      []config.AccountRecord
 		overwrite bool
 		errs      []string // per record: "" saved, else a substring of the error
 		emails    []string // in the file afterwards, in order
 	}{
 		{name: "appends after what is there",
-			file: existing, recs: []importer.Record{normalised(t, "a@example.com", "s"), normalised(t, "b@outlook.com", "")},
+			file: existing, recs: []config.AccountRecord{normalised(t, "a@example.com", "s"), normalised(t, "b@outlook.com", "")},
 			errs: []string{"", ""}, emails: []string{"old@example.com", "a@example.com", "b@outlook.com"}},
 		{name: "an existing account is refused",
-			file: existing, recs: []importer.Record{normalised(t, "OLD@example.com", "s"), normalised(t, "a@example.com", "s")},
+			file: existing, recs: []config.AccountRecord{normalised(t, "OLD@example.com", "s"), normalised(t, "a@example.com", "s")},
 			errs: []string{"already exists", ""}, emails: []string{"old@example.com", "a@example.com"}},
 		{name: "overwrite replaces in place",
-			file: existing, recs: []importer.Record{normalised(t, "old@example.com", "s2")}, overwrite: true,
+			file: existing, recs: []config.AccountRecord{normalised(t, "old@example.com", "s2")}, overwrite: true,
 			errs: []string{""}, emails: []string{"old@example.com"}},
 		{name: "the loader's refusal is blamed on its record only",
-			file: existing, recs: []importer.Record{normalised(t, "a@example.com", "s"), badURL, normalised(t, "c@example.com", "s")},
+			file: existing, recs: []config.AccountRecord{normalised(t, "a@example.com", "s"), badURL, normalised(t, "c@example.com", "s")},
 			errs: []string{"", `oauth_token_url: must be https://`, ""}, emails: []string{"old@example.com", "a@example.com", "c@example.com"}},
 		{name: "a broken file takes nothing",
 			file: `[{"account_id": "x", "email": "x@example.com", "provider": "gmail", "client_id": "c", "refresh_token": "r"}]`,
-			recs: []importer.Record{normalised(t, "a@example.com", "s")},
+			recs: []config.AccountRecord{normalised(t, "a@example.com", "s")},
 			errs: []string{"not saved"}, emails: []string{"x@example.com"}},
 		{name: "a file that does not parse takes nothing",
-			file: `[{"account_id": `, recs: []importer.Record{normalised(t, "a@example.com", "s")},
+			file: `[{"account_id": `, recs: []config.AccountRecord{normalised(t, "a@example.com", "s")},
 			errs: []string{"refusing to write"}},
-		{name: "a bare array stays one", file: "[]\n", recs: []importer.Record{normalised(t, "a@example.com", "s")},
+		{name: "a bare array stays one", file: "[]\n", recs: []config.AccountRecord{normalised(t, "a@example.com", "s")},
 			errs: []string{""}, emails: []string{"a@example.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,7 +128,7 @@ func TestFileStore_Add(t *testing.T) {
 func TestFileStore_keepsLayoutAndComments(t *testing.T) {
 	t.Parallel()
 	path := accountsFile(t, existing)
-	errs := importer.FileStore{AccountsPath: path}.Add(context.Background(), []importer.Record{normalised(t, "a@hotmail.com", "")}, false, nil)
+	errs := importer.FileStore{AccountsPath: path}.Add(context.Background(), []config.AccountRecord{normalised(t, "a@hotmail.com", "")}, false, nil)
 	if errs[0] != nil {
 		t.Fatal(errs[0])
 	}
@@ -193,9 +194,9 @@ func TestImport_reportsEveryLine(t *testing.T) {
 // says, the record's own secrets are masked.
 func TestImport_redactsSecretsFromStoreErrors(t *testing.T) {
 	t.Parallel()
-	lines := []importer.Line{{N: 1, Record: importer.Record{Email: "a@example.com", ClientID: "c",
+	lines := []importer.Line{{N: 1, Record: config.AccountRecord{Email: "a@example.com", ClientID: "c",
 		ClientSecret: secret.New("cs-SECRET1"), RefreshToken: secret.New("rt-SECRET2")}}}
-	leaky := func(_ context.Context, r *importer.Record) error {
+	leaky := func(_ context.Context, r *config.AccountRecord) error {
 		return errors.New("endpoint said: bad token " + r.RefreshToken.Reveal() + " for " + r.ClientSecret.Reveal())
 	}
 	res := importer.Import(context.Background(), lines, nil, importer.Options{Check: leaky})
@@ -218,11 +219,11 @@ func TestFileStore_overwriteKeepsWhatItDoesNotName(t *testing.T) {
 ]}`
 	for _, tc := range []struct {
 		name string
-		rec  func() importer.Record
+		rec  func() config.AccountRecord
 		want map[string]any // fields of the record afterwards
 	}{
 		{name: "new secrets, the rest kept",
-			rec: func() importer.Record {
+			rec: func() config.AccountRecord {
 				r := rec("old@example.com", "s-new")
 				r.RefreshToken = secret.New("r-new")
 				return r
@@ -232,7 +233,7 @@ func TestFileStore_overwriteKeepsWhatItDoesNotName(t *testing.T) {
 				"_note": "kept", "connection_settings": map[string]any{"max_connections_per_account": float64(7)},
 				"rate_limiting": map[string]any{"messages_per_hour": float64(123)}}},
 		{name: "named fields change",
-			rec: func() importer.Record {
+			rec: func() config.AccountRecord {
 				r := rec("old@example.com", "s")
 				r.IPAddress, r.VMTAName, r.AccountID = "203.0.113.9", "vmta-new", "legacy-1"
 				return r
@@ -245,10 +246,10 @@ func TestFileStore_overwriteKeepsWhatItDoesNotName(t *testing.T) {
 			t.Parallel()
 			path := accountsFile(t, file)
 			r := tc.rec()
-			if err := r.Normalise(""); err != nil {
+			if err := importer.Normalise(&r, ""); err != nil {
 				t.Fatal(err)
 			}
-			errs := importer.FileStore{AccountsPath: path}.Add(context.Background(), []importer.Record{r}, true, nil)
+			errs := importer.FileStore{AccountsPath: path}.Add(context.Background(), []config.AccountRecord{r}, true, nil)
 			if errs[0] != nil {
 				t.Fatal(errs[0])
 			}

@@ -40,3 +40,11 @@ func (s String) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() +
 
 // MarshalText implements encoding.TextMarshaler with the redacted form.
 func (s String) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler: a secret may be read
+// from JSON (the admin API's request bodies), it is only never written
+// back out.
+func (s *String) UnmarshalText(b []byte) error {
+	s.v = string(b)
+	return nil
+}

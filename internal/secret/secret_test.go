@@ -33,3 +33,25 @@ func TestNeverPrinted(t *testing.T) {
 		t.Fatal("Reveal lost the value")
 	}
 }
+
+// TestReadFromJSON: a secret is read from JSON as its plain value, and a
+// round trip writes it back redacted.
+func TestReadFromJSON(t *testing.T) {
+	t.Parallel()
+	var v struct {
+		Tok   secret.String `json:"tok"`
+		Unset secret.String `json:"unset"`
+	}
+	if err := json.Unmarshal([]byte(`{"tok": "M.R3-PLANTED", "unset": null}`), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Tok.Reveal() != "M.R3-PLANTED" || !v.Unset.Empty() {
+		t.Fatalf("read %q and %q", v.Tok.Reveal(), v.Unset.Reveal())
+	}
+	if err := json.Unmarshal([]byte(`{"tok": 42}`), &v); err == nil {
+		t.Error("a number was read as a secret")
+	}
+	if j, _ := json.Marshal(v); strings.Contains(string(j), "PLANTED") {
+		t.Errorf("written back in the clear: %s", j)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,12 +69,14 @@ func timeFailure(c *conn, user, pass string) time.Duration {
 // bcrypt password, a wrong plain-text password and a password-less
 // account from outside trusted_networks are all answered at the same
 // moment after the credentials (finding 1: 1,066 / 1,258 / 1,001 ms,
-// told apart by one AUTH each).
+// told apart by one AUTH each). The classes are sampled in turn and
+// compared by their medians, which a loaded machine's odd late reply
+// does not move; before the fix the bcrypt class was a whole check
+// (at least 150 ms here) later than the plain-text one.
 func TestAuthSecurity_everyFailureTakesOneTime(t *testing.T) {
 	t.Parallel()
 	cost, check := costTaking(t, 150*time.Millisecond)
 	delay := 2*check + 300*time.Millisecond
-	const slack = 120 * time.Millisecond // under the check's 150 ms: a check added to the delay shows
 	e := newEnv(t, envOptions{authFailDelay: delay, edit: func(cfg map[string]any, accts []map[string]any) {
 		untrustedOnly(cfg, map[string]any{"max_auth_failures_per_ip": 1000, "max_auth_failures_per_user": 1000})
 		accts[0]["smtp_password"] = hashAt(t, password, cost) // alice
@@ -84,15 +87,30 @@ func TestAuthSecurity_everyFailureTakesOneTime(t *testing.T) {
 		{"wrong plain-text password", userPlain},
 		{"no smtp_password, outside trusted_networks", userNoPW},
 	}
+	const rounds = 3
+	took := make([][]time.Duration, len(classes))
 	c := e.dialFrom(t, "127.0.0.2")
-	for _, cl := range classes {
-		for i := range 2 {
-			took := timeFailure(c, cl.user, "wrong-"+strconv.Itoa(i))
-			t.Logf("%s: 535 after %v (delay %v, bcrypt cost %d: %v a check)", cl.name, took, delay, cost, check)
-			if took < delay || took > delay+slack {
-				t.Errorf("%s: 535 after %v, want %v (+%v at most)", cl.name, took, delay, slack)
+	for r := range rounds {
+		for i, cl := range classes {
+			d := timeFailure(c, cl.user, "wrong-"+strconv.Itoa(r))
+			if d < delay {
+				t.Errorf("%s: 535 after %v, before the %v delay", cl.name, d, delay)
 			}
+			took[i] = append(took[i], d)
 		}
+	}
+	var lo, hi time.Duration
+	for i, cl := range classes {
+		slices.Sort(took[i])
+		m := took[i][rounds/2]
+		t.Logf("%s: 535 after %v (sorted; delay %v, bcrypt cost %d: %v a check)", cl.name, took[i], delay, cost, check)
+		if i == 0 || m < lo {
+			lo = m
+		}
+		hi = max(hi, m)
+	}
+	if hi-lo > check/2 {
+		t.Errorf("the classes' medians differ by %v, a check takes %v: the timing tells them apart", hi-lo, check)
 	}
 }
 
@@ -253,12 +271,14 @@ func TestAuthSecurity_legitimateLoginUnderAttack(t *testing.T) {
 			took := time.Since(start)
 			t.Logf("legitimate AUTH took %v under attack (%d failed guesses so far; bcrypt cost %d, %v a check)",
 				took, failures.Load(), cost, check)
-			// Its check waits for at most one check to end, then runs: a
-			// second on an idle machine is ample. On a loaded one the
+			// Its check waits for at most one check to end, then runs
+			// beside the other slot's: a second on an idle machine is
+			// ample (out of process, the closing note of issue 16
+			// measured 0.24 s with cost-12 hashes). On a loaded one the
 			// bound grows with the check measured before the attack;
 			// without the bounded queue the client's check shared the
-			// CPUs with every guess at once, tens of checks long.
-			if bound := max(time.Second, 6*check); took > bound {
+			// CPUs with every guess at once, some fifty checks long.
+			if bound := max(time.Second, 10*check); took > bound {
 				t.Errorf("legitimate AUTH took %v under attack, want under %v", took, bound)
 			}
 		})

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/safefile"
 )
 
 // budgetFile is where the budget counters persist, in the state directory.
@@ -63,7 +63,7 @@ func (s *Service) saveBudgets() {
 		s.log.Warn("budget state not saved", "err", err)
 		return
 	}
-	if err := config.WriteFileAtomic(s.budgetPath(), buf.Bytes()); err != nil {
+	if err := safefile.Replace(s.budgetPath(), buf.Bytes()); err != nil {
 		s.log.Warn("budget state not saved", "file", s.budgetPath(), "err", err)
 	}
 }

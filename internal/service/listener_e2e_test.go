@@ -16,7 +16,6 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/fakeprovider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/proxyproto"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/service"
 )
 
@@ -180,9 +179,17 @@ func TestListener_authFailureLimit(t *testing.T) {
 	c.authPlain(userA, "guess-1", "535")
 	c.authPlain(userA, "guess-2", "535")
 	c.authPlain(userA, password, "421 4.7.0")
-	c2 := e.dialTLS(t, "127.0.0.2", e.roots)
-	c2.ehlo()
-	c2.cmd("AUTH PLAIN "+saslmech.EncodePlain(userA, password), "421 4.7.0")
+	// The address is refused at once now, before any TLS handshake.
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	nc, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if l, err := readFinalLine(bufio.NewReader(nc)); err != nil || !strings.HasPrefix(l, "421 4.7.0") {
+		t.Errorf("greeting to an address over its limit: %q, %v; want 421 4.7.0", l, err)
+	}
 	c3 := e.dialTLS(t, "127.0.0.3", e.roots)
 	c3.ehlo()
 	c3.authPlain(userA, password, "235")

@@ -81,7 +81,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 type smtpCollector struct{ s *Service }
 
 var (
-	descConns    = prometheus.NewDesc("smtp_connections_total", "Client connections by result: accepted, refused_limit (global cap), refused_per_ip, tls_failure, proxy_failure.", []string{"result"}, nil)
+	descConns    = prometheus.NewDesc("smtp_connections_total", "Client connections by result: accepted, refused_limit (global cap), refused_per_ip, refused_auth_failures (address over its AUTH failure limit), tls_failure, proxy_failure.", []string{"result"}, nil)
 	descClosed   = prometheus.NewDesc("smtp_connections_closed_total", "Client connections closed by the proxy, by reason: timeout, too_many_errors, auth_timeout (no AUTH within client_auth_timeout), panic.", []string{"reason"}, nil)
 	descCommands = prometheus.NewDesc("smtp_commands_total", "Client commands by command (EHLO, HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT, STARTTLS, VRFY, OTHER).", []string{"command"}, nil)
 	descAuthLim  = prometheus.NewDesc("smtp_auth_rate_limited_total", "AUTH attempts refused with 421 over the per-address or per-username failure limits.", nil, nil)
@@ -107,6 +107,7 @@ func (c *smtpCollector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descConns, st.Accepted, "accepted")
 	cnt(descConns, st.RefusedLimit, "refused_limit")
 	cnt(descConns, st.RefusedPerIP, "refused_per_ip")
+	cnt(descConns, st.RefusedAuthBlocked, "refused_auth_failures")
 	cnt(descConns, st.TLSFailures, "tls_failure")
 	cnt(descConns, st.ProxyFailures, "proxy_failure")
 	cnt(descClosed, st.Timeouts, "timeout")

@@ -149,8 +149,8 @@ func TestAuth_concurrentGuessesStopAtTheLimit(t *testing.T) {
 // delay added after the check let its duration show through).
 func TestAuth_failuresArePaddedToOneDelay(t *testing.T) {
 	t.Parallel()
-	const delay = 400 * time.Millisecond
-	const slack = 150 * time.Millisecond // scheduling on a loaded machine
+	const delay = 700 * time.Millisecond
+	const slack = 300 * time.Millisecond // scheduling on a loaded machine; under the slow check's 400 ms
 	cases := []struct {
 		name  string
 		check time.Duration // how long the backend takes to refuse
@@ -160,7 +160,7 @@ func TestAuth_failuresArePaddedToOneDelay(t *testing.T) {
 		{"PLAIN after 334", 0, []string{"AUTH PLAIN", plain("alice", "wrong")}},
 		{"LOGIN", 0, []string{"AUTH LOGIN", base64.StdEncoding.EncodeToString([]byte("alice")), base64.StdEncoding.EncodeToString([]byte("wrong"))}},
 		{"unknown user", 0, []string{"AUTH PLAIN " + plain("mallory", "pw")}},
-		{"slow check", 200 * time.Millisecond, []string{"AUTH PLAIN " + plain("alice", "wrong")}},
+		{"slow check", 400 * time.Millisecond, []string{"AUTH PLAIN " + plain("alice", "wrong")}},
 		{"authorization identity refused before any check", 0,
 			[]string{"AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("bob\x00alice\x00pw"))}},
 	}

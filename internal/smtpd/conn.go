@@ -235,6 +235,19 @@ func (c *conn) start(ctx context.Context) bool {
 	// Trusted networks have no per-address cap (issue 16, finding 5):
 	// the local MTA is one address with thousands of sessions.
 	c.countedIP = !c.trusted
+	// An address outside Trusted that has used up its AUTH failures gets
+	// nothing more until its window ends: not the greeting, not the TLS
+	// handshake it would need to guess again, which would cost more than
+	// the refusal of its AUTH.
+	if !c.trusted && c.srv.auth.blockedIP(c.ipKey, c.authLimits()) {
+		c.srv.stats.refusedAuthBlocked.Add(1)
+		c.srv.warn(c.log, "auth_limit_per_address_connect", "connection refused: too many failed AUTH from this address")
+		if !c.implicitTLS {
+			c.reply(reply.New(421, "4.7.0", cfg.Hostname+" too many failed authentications from your address, try again later"))
+			_ = c.flush()
+		}
+		return false
+	}
 	if c.countedIP && !c.srv.perIP.acquire(c.ipKey, cfg.MaxConnectionsPerIP) {
 		c.srv.stats.refusedPerIP.Add(1)
 		c.srv.warn(c.log, "connection_limit_per_address", "connection refused: per-address limit", "limit", cfg.MaxConnectionsPerIP)

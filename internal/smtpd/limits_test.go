@@ -1,8 +1,10 @@
 package smtpd_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -137,7 +139,16 @@ func TestLimits_authFailuresPerAddress(t *testing.T) {
 	c.send("AUTH PLAIN " + good + "\r\n")
 	c.expect("421 4.7.0")
 	c.expectClosed()
-	login("127.0.0.2", good, "421 4.7.0").expectClosed()
+	// A new connection from that address is refused at once: a 421 for
+	// the greeting in clear, no TLS handshake on the implicit TLS port.
+	refused := dialFrom(t, addr, "127.0.0.2")
+	refused.expect("421 4.7.0")
+	refused.expectClosed()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	if tc, err := tls.DialWithDialer(&d, "tcp", tlsAddr, clientTLS(roots)); err == nil {
+		tc.Close()
+		t.Error("TLS handshake completed for an address over its AUTH failure limit")
+	}
 	login("127.0.0.3", good, "235 ")
 	// Trusted clients have their own, larger limits.
 	c = dialFrom(t, addr, "127.0.0.1")
@@ -151,7 +162,7 @@ func TestLimits_authFailuresPerAddress(t *testing.T) {
 	c.expect("235 ")
 	clock.advance(61 * time.Second)
 	login("127.0.0.2", good, "235 ")
-	if st := srv.Stats(); st.AuthRefused != 2 || st.AuthFailures != 8 {
+	if st := srv.Stats(); st.AuthRefused != 1 || st.RefusedAuthBlocked != 2 || st.AuthFailures != 8 {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -197,23 +197,26 @@ func (s *Server) warn(log *slog.Logger, reason, msg string, args ...any) {
 
 // Stats are the server's counters since New.
 type Stats struct {
-	Open           int64 // open client connections now
-	Accepted       int64 // connections served (past the caps)
-	RefusedLimit   int64 // refused over MaxConnections
-	RefusedPerIP   int64 // refused over MaxConnectionsPerIP
-	AuthRefused    int64 // AUTH refused with 421 over the failure limits
-	AuthBusy       int64 // AUTH answered 454: no password check slot within AuthQueueTimeout
-	AuthWaiting    int64 // AUTHs waiting for a password check slot now
-	AuthTimeouts   int64 // connections closed for not completing AUTH within AuthTimeout
-	Timeouts       int64 // connections closed for a timeout
-	TooManyErrors  int64 // connections closed over MaxBadCommands
-	TLSFailures    int64 // failed TLS handshakes (implicit and STARTTLS)
-	ProxyFailures  int64 // connections from a load balancer without a valid PROXY header
-	Panics         int64 // connections ended by a recovered panic
-	AuthFailures   int64 // AUTH attempts answered 535
-	StartTLS       int64 // successful STARTTLS
-	ImplicitTLS    int64 // successful implicit TLS handshakes
-	ProxiedClients int64 // connections whose client address came from a PROXY header
+	Open         int64 // open client connections now
+	Accepted     int64 // connections served (past the caps)
+	RefusedLimit int64 // refused over MaxConnections
+	RefusedPerIP int64 // refused over MaxConnectionsPerIP
+	// RefusedAuthBlocked counts connections refused at once because
+	// their address (outside Trusted) is over its AUTH failure limit.
+	RefusedAuthBlocked int64
+	AuthRefused        int64 // AUTH refused with 421 over the failure limits
+	AuthBusy           int64 // AUTH answered 454: no password check slot within AuthQueueTimeout
+	AuthWaiting        int64 // AUTHs waiting for a password check slot now
+	AuthTimeouts       int64 // connections closed for not completing AUTH within AuthTimeout
+	Timeouts           int64 // connections closed for a timeout
+	TooManyErrors      int64 // connections closed over MaxBadCommands
+	TLSFailures        int64 // failed TLS handshakes (implicit and STARTTLS)
+	ProxyFailures      int64 // connections from a load balancer without a valid PROXY header
+	Panics             int64 // connections ended by a recovered panic
+	AuthFailures       int64 // AUTH attempts answered 535
+	StartTLS           int64 // successful STARTTLS
+	ImplicitTLS        int64 // successful implicit TLS handshakes
+	ProxiedClients     int64 // connections whose client address came from a PROXY header
 	// Commands counts commands received, by CommandNames index.
 	Commands [len(CommandNames)]int64
 }
@@ -221,7 +224,7 @@ type Stats struct {
 type counters struct {
 	accepted, refusedLimit, refusedPerIP, authRefused, timeouts, tooManyErrors atomic.Int64
 	tlsFailures, proxyFailures, panics, authFailures, startTLS, implicitTLS    atomic.Int64
-	proxied, authBusy, authTimeouts                                            atomic.Int64
+	proxied, authBusy, authTimeouts, refusedAuthBlocked                        atomic.Int64
 	commands                                                                   [len(CommandNames)]atomic.Int64
 }
 
@@ -287,23 +290,24 @@ func (s *Server) Open() int64 { return s.open.Load() }
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	st := Stats{
-		Open:           s.open.Load(),
-		Accepted:       c.accepted.Load(),
-		RefusedLimit:   c.refusedLimit.Load(),
-		RefusedPerIP:   c.refusedPerIP.Load(),
-		AuthRefused:    c.authRefused.Load(),
-		AuthBusy:       c.authBusy.Load(),
-		AuthWaiting:    int64(s.gate.waiting()),
-		AuthTimeouts:   c.authTimeouts.Load(),
-		Timeouts:       c.timeouts.Load(),
-		TooManyErrors:  c.tooManyErrors.Load(),
-		TLSFailures:    c.tlsFailures.Load(),
-		ProxyFailures:  c.proxyFailures.Load(),
-		Panics:         c.panics.Load(),
-		AuthFailures:   c.authFailures.Load(),
-		StartTLS:       c.startTLS.Load(),
-		ImplicitTLS:    c.implicitTLS.Load(),
-		ProxiedClients: c.proxied.Load(),
+		Open:               s.open.Load(),
+		Accepted:           c.accepted.Load(),
+		RefusedLimit:       c.refusedLimit.Load(),
+		RefusedPerIP:       c.refusedPerIP.Load(),
+		RefusedAuthBlocked: c.refusedAuthBlocked.Load(),
+		AuthRefused:        c.authRefused.Load(),
+		AuthBusy:           c.authBusy.Load(),
+		AuthWaiting:        int64(s.gate.waiting()),
+		AuthTimeouts:       c.authTimeouts.Load(),
+		Timeouts:           c.timeouts.Load(),
+		TooManyErrors:      c.tooManyErrors.Load(),
+		TLSFailures:        c.tlsFailures.Load(),
+		ProxyFailures:      c.proxyFailures.Load(),
+		Panics:             c.panics.Load(),
+		AuthFailures:       c.authFailures.Load(),
+		StartTLS:           c.startTLS.Load(),
+		ImplicitTLS:        c.implicitTLS.Load(),
+		ProxiedClients:     c.proxied.Load(),
 	}
 	for i := range c.commands {
 		st.Commands[i] = c.commands[i].Load()

@@ -16,6 +16,12 @@
 // token from a response it cannot use; what would remain of it is the part
 // this package already has.
 //
+// The credentials the assertions are signed with are parsed here:
+// ServiceAccountKey (ParseServiceAccountKey, LoadServiceAccountKey) and
+// ClientCertificate (LoadClientCertificate), each a crypto.Signer that
+// never prints its private key. Package config names the files and calls
+// these; Config.Signer takes either.
+//
 // Use NewSource for each account, then Token before each upstream AUTH and
 // Refresh(stale) when the upstream rejected the token it got (PROVIDERS.md:
 // "How authentication failures look"). Status reports the account's state

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
 )
@@ -26,14 +25,14 @@ const maxAuthLine = 512
 // AuthError.TokenRejected says whether that can help. I/O and protocol
 // failures return an *Error and break the session. The token never appears
 // in an error.
-func (c *Client) Auth(ctx context.Context, mech config.Mechanism, user, token string) error {
+func (c *Client) Auth(ctx context.Context, mech Mechanism, user, token string) error {
 	name := strings.ToUpper(string(mech)) // Office 365 rejects lower case (PROVIDERS.md)
 	var raw []byte
-	switch config.Mechanism(name) {
-	case "", config.MechXOAUTH2:
-		name = string(config.MechXOAUTH2)
+	switch Mechanism(name) {
+	case "", MechXOAUTH2:
+		name = string(MechXOAUTH2)
 		raw = saslmech.XOAUTH2(user, token)
-	case config.MechOAUTHBEARER:
+	case MechOAUTHBEARER:
 		raw = saslmech.OAuthBearer(user, c.host, c.port, token)
 	default:
 		return &Error{Stage: "auth", Err: fmt.Errorf("%w: mechanism %q", ErrUsage, mech)}
@@ -107,7 +106,7 @@ func (c *Client) authChallenge(k *call, name string, r reply.Reply) error {
 	if dc, err := saslmech.DecodeChallenge(text); err == nil {
 		ch = &dc
 		answer = ""
-		if name == string(config.MechOAUTHBEARER) {
+		if name == string(MechOAUTHBEARER) {
 			answer = "AQ==" // base64 of ^A
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
@@ -51,7 +50,7 @@ func TestAuth(t *testing.T) {
 		S: 250 2.0.0 ok`
 	tests := []struct {
 		name   string
-		mech   config.Mechanism
+		mech   upstream.Mechanism
 		token  string
 		script func(port string) string
 		// want: nil error, or an AuthError with code/enhanced/rejected
@@ -62,7 +61,7 @@ func TestAuth(t *testing.T) {
 		plain    bool   // PlainRefusal: a bare 535, worth a refresh of a cached token
 	}{
 		{
-			name: "XOAUTH2 inline", mech: config.MechXOAUTH2, token: token,
+			name: "XOAUTH2 inline", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string { return "C: AUTH XOAUTH2 " + xo + "\nS: 235 2.7.0 Accepted" },
 		},
 		{
@@ -74,30 +73,30 @@ func TestAuth(t *testing.T) {
 			script: func(string) string { return "C: AUTH XOAUTH2 " + xo + "\nS: 235 2.7.0 Accepted" },
 		},
 		{
-			name: "line of 512 bytes or less goes inline", mech: config.MechXOAUTH2, token: fits,
+			name: "line of 512 bytes or less goes inline", mech: upstream.MechXOAUTH2, token: fits,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + b64(saslmech.XOAUTH2(user, fits)) + "\nS: 235 2.7.0 Accepted"
 			},
 		},
 		{
-			name: "line over 512 bytes waits for 334", mech: config.MechXOAUTH2, token: over,
+			name: "line over 512 bytes waits for 334", mech: upstream.MechXOAUTH2, token: over,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2\nS: 334\nC: " + b64(saslmech.XOAUTH2(user, over)) + "\nS: 235 2.7.0 Accepted"
 			},
 		},
 		{
-			name: "1 KB domain-wide-delegation token", mech: config.MechXOAUTH2, token: long,
+			name: "1 KB domain-wide-delegation token", mech: upstream.MechXOAUTH2, token: long,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2\nS: 334 go on\nC: " + b64(saslmech.XOAUTH2(user, long)) + "\nS: 235 2.7.0 Accepted"
 			},
 		},
 		{
-			name: "AUTH refused at the 334 step", mech: config.MechXOAUTH2, token: long,
+			name: "AUTH refused at the 334 step", mech: upstream.MechXOAUTH2, token: long,
 			script: func(string) string { return "C: AUTH XOAUTH2\nS: 504 5.5.4 unrecognized" + thenRSET },
 			code:   504, enhanced: "5.5.4",
 		},
 		{
-			name: "Gmail 401 challenge", mech: config.MechXOAUTH2, token: token,
+			name: "Gmail 401 challenge", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 334 " + challenge("401") + `
 					C:
@@ -107,63 +106,63 @@ func TestAuth(t *testing.T) {
 			code: 535, enhanced: "5.7.8", rejected: true, status: "401",
 		},
 		{
-			name: "Gmail 400 challenge", mech: config.MechXOAUTH2, token: token,
+			name: "Gmail 400 challenge", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 334 " + challenge("400") + "\nC:\nS: 535 5.7.8 no" + thenRSET
 			},
 			code: 535, enhanced: "5.7.8", rejected: true, status: "400",
 		},
 		{
-			name: "Gmail 403 challenge", mech: config.MechXOAUTH2, token: token,
+			name: "Gmail 403 challenge", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 334 " + challenge("403") + "\nC:\nS: 535 5.7.8 no" + thenRSET
 			},
 			code: 535, enhanced: "5.7.8", status: "403",
 		},
 		{
-			name: "challenge that is not JSON is cancelled", mech: config.MechXOAUTH2, token: token,
+			name: "challenge that is not JSON is cancelled", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 334 what?\nC: *\nS: 501 5.7.0 cancelled" + thenRSET
 			},
 			code: 501, enhanced: "5.7.0",
 		},
 		{
-			name: "Microsoft 535 5.7.3", mech: config.MechXOAUTH2, token: token,
+			name: "Microsoft 535 5.7.3", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 535 5.7.3 Authentication unsuccessful [SN4PR0601CA0001.namprd06.prod.outlook.com]" + thenRSET
 			},
 			code: 535, enhanced: "5.7.3", plain: true,
 		},
 		{
-			name: "Microsoft SMTP AUTH disabled", mech: config.MechXOAUTH2, token: token,
+			name: "Microsoft SMTP AUTH disabled", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant." + thenRSET
 			},
 			code: 535, enhanced: "5.7.139",
 		},
 		{
-			name: "Microsoft HVE token expiring", mech: config.MechXOAUTH2, token: token,
+			name: "Microsoft HVE token expiring", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 501 5.5.127 Invalid XOAUTH2 auth data - Token will expire soon" + thenRSET
 			},
 			code: 501, enhanced: "5.5.127", rejected: true,
 		},
 		{
-			name: "Microsoft HVE invalid auth data", mech: config.MechXOAUTH2, token: token,
+			name: "Microsoft HVE invalid auth data", mech: upstream.MechXOAUTH2, token: token,
 			script: func(string) string {
 				return "C: AUTH XOAUTH2 " + xo + "\nS: 501 5.5.124 Invalid XOAUTH2 auth data" + thenRSET
 			},
 			code: 501, enhanced: "5.5.124", rejected: true,
 		},
 		{
-			name: "OAUTHBEARER carries host and port", mech: config.MechOAUTHBEARER, token: token,
+			name: "OAUTHBEARER carries host and port", mech: upstream.MechOAUTHBEARER, token: token,
 			script: func(port string) string {
 				p, _ := strconv.Atoi(port)
 				return "C: AUTH OAUTHBEARER " + b64(saslmech.OAuthBearer(user, "127.0.0.1", p, token)) + "\nS: 235 2.7.0 Accepted"
 			},
 		},
 		{
-			name: "OAUTHBEARER failure challenge answered with ^A", mech: config.MechOAUTHBEARER, token: token,
+			name: "OAUTHBEARER failure challenge answered with ^A", mech: upstream.MechOAUTHBEARER, token: token,
 			script: func(port string) string {
 				p, _ := strconv.Atoi(port)
 				return "C: AUTH OAUTHBEARER " + b64(saslmech.OAuthBearer(user, "127.0.0.1", p, token)) +
@@ -230,10 +229,10 @@ func TestAuth_retryAfterRejectedToken(t *testing.T) {
 		S: 235 2.7.0 Accepted`)
 	c := mustDial(t, s, nil)
 	var ae *upstream.AuthError
-	if err := c.Auth(context.Background(), config.MechXOAUTH2, user, token); !errors.As(err, &ae) || authVerdict(ae) != provider.TokenRejected {
+	if err := c.Auth(context.Background(), upstream.MechXOAUTH2, user, token); !errors.As(err, &ae) || authVerdict(ae) != provider.TokenRejected {
 		t.Fatalf("first Auth = %v, want a rejected token", err)
 	}
-	if err := c.Auth(context.Background(), config.MechXOAUTH2, user, fresh); err != nil {
+	if err := c.Auth(context.Background(), upstream.MechXOAUTH2, user, fresh); err != nil {
 		t.Fatalf("second Auth: %v", err)
 	}
 	s.wait(t)
@@ -243,16 +242,16 @@ func TestAuth_failures(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
-		mech   config.Mechanism
+		mech   upstream.Mechanism
 		user   string
 		script string
 		is     error
 		broken bool
 	}{
 		{name: "unknown mechanism", mech: "PLAIN", user: user, is: upstream.ErrUsage},
-		{name: "control character in user", mech: config.MechXOAUTH2, user: "a\x01auth=Bearer x", is: upstream.ErrUsage},
-		{name: "connection lost", mech: config.MechXOAUTH2, user: user, script: "C: AUTH *\nclose", broken: true},
-		{name: "second 334 leaves the exchange open", mech: config.MechXOAUTH2, user: user,
+		{name: "control character in user", mech: upstream.MechXOAUTH2, user: "a\x01auth=Bearer x", is: upstream.ErrUsage},
+		{name: "connection lost", mech: upstream.MechXOAUTH2, user: user, script: "C: AUTH *\nclose", broken: true},
+		{name: "second 334 leaves the exchange open", mech: upstream.MechXOAUTH2, user: user,
 			script: "C: AUTH *\nS: 334 " + challenge("401") + "\nC:\nS: 334 more?", broken: true},
 	}
 	for _, tc := range tests {

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 )
 
@@ -40,10 +39,10 @@ type Config struct {
 	// Addr is the server's host:port, e.g. "smtp.gmail.com:587". The host
 	// is also the TLS server name and OAUTHBEARER's host.
 	Addr string
-	// TLS is how the session is secured: config.TLSStartTLS (also when
-	// empty), config.TLSImplicit (TLS from the first byte, port 465), or
-	// config.TLSNone, which is refused unless the host is loopback.
-	TLS config.TLSMode
+	// TLS is how the session is secured: TLSStartTLS (also when
+	// empty), TLSImplicit (TLS from the first byte, port 465), or
+	// TLSNone, which is refused unless the host is loopback.
+	TLS TLSMode
 	// TLSConfig is cloned; its ServerName defaults to Addr's host and its
 	// MinVersion is raised to TLS 1.2. Nil means the system roots.
 	TLSConfig *tls.Config

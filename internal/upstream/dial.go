@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 )
 
@@ -30,9 +29,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	mode := cfg.TLS
 	switch mode {
 	case "":
-		mode = config.TLSStartTLS
-	case config.TLSStartTLS, config.TLSImplicit:
-	case config.TLSNone:
+		mode = TLSStartTLS
+	case TLSStartTLS, TLSImplicit:
+	case TLSNone:
 		if !isLoopbackHost(host) {
 			return nil, &Error{Stage: "connect", Err: fmt.Errorf("%w (host %q)", ErrCleartext, host)}
 		}
@@ -74,7 +73,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, &Error{Stage: "connect", Err: err}
 	}
 	// "localhost" could resolve anywhere; check where we actually landed.
-	if mode == config.TLSNone {
+	if mode == TLSNone {
 		if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
 			conn.Close()
 			return nil, &Error{Stage: "connect", Err: fmt.Errorf("%w (connected to %s)", ErrCleartext, ta)}
@@ -90,14 +89,14 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // open runs the dialogue from TLS/greeting to the last EHLO.
-func (c *Client) open(ctx context.Context, mode config.TLSMode, tc *tls.Config, helo string) error {
+func (c *Client) open(ctx context.Context, mode TLSMode, tc *tls.Config, helo string) error {
 	k, err := c.begin(ctx, "connect")
 	if err != nil {
 		return err
 	}
 	defer k.end()
 
-	if mode == config.TLSImplicit {
+	if mode == TLSImplicit {
 		if err := c.handshakeTLS(&k, tc); err != nil {
 			return err
 		}
@@ -115,7 +114,7 @@ func (c *Client) open(ctx context.Context, mode config.TLSMode, tc *tls.Config, 
 	if err := c.hello(&k, helo); err != nil {
 		return err
 	}
-	if mode != config.TLSStartTLS {
+	if mode != TLSStartTLS {
 		return nil
 	}
 

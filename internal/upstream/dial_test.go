@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
@@ -183,7 +182,7 @@ func TestDial_TLS(t *testing.T) {
 		S: 221 bye`
 	tests := []struct {
 		name   string
-		mode   config.TLSMode
+		mode   upstream.TLSMode
 		tls    func(t testing.TB) *tls.Config
 		script string
 		stage  string // "" for success
@@ -192,7 +191,7 @@ func TestDial_TLS(t *testing.T) {
 	}{
 		{
 			name: "starttls with a trusted certificate",
-			mode: config.TLSStartTLS, tls: trusting,
+			mode: upstream.TLSStartTLS, tls: trusting,
 			script: startTLS + `
 				S: 220 2.0.0 ready to start TLS
 				tls` + afterTLS,
@@ -206,7 +205,7 @@ func TestDial_TLS(t *testing.T) {
 		},
 		{
 			name: "starttls with an untrusted certificate",
-			mode: config.TLSStartTLS,
+			mode: upstream.TLSStartTLS,
 			script: startTLS + `
 				S: 220 2.0.0 ready to start TLS
 				tls`,
@@ -214,7 +213,7 @@ func TestDial_TLS(t *testing.T) {
 		},
 		{
 			name: "starttls not offered",
-			mode: config.TLSStartTLS, tls: trusting,
+			mode: upstream.TLSStartTLS, tls: trusting,
 			script: `
 				S: 220 fake.test ESMTP
 				C: EHLO test.local
@@ -224,28 +223,28 @@ func TestDial_TLS(t *testing.T) {
 		},
 		{
 			name: "starttls refused",
-			mode: config.TLSStartTLS, tls: trusting,
+			mode: upstream.TLSStartTLS, tls: trusting,
 			script: startTLS + `
 				S: 454 4.7.0 TLS not available`,
 			stage: "starttls", code: 454,
 		},
 		{
 			name: "cleartext injected after the starttls reply",
-			mode: config.TLSStartTLS, tls: trusting,
+			mode: upstream.TLSStartTLS, tls: trusting,
 			script: startTLS + `
 				raw: 220 2.0.0 go ahead\r\n250 injected\r\n`,
 			stage: "starttls", is: upstream.ErrMalformedReply,
 		},
 		{
 			name: "implicit TLS",
-			mode: config.TLSImplicit, tls: trusting,
+			mode: upstream.TLSImplicit, tls: trusting,
 			script: `
 				tls
 				S: 220 fake.test ESMTP` + afterTLS,
 		},
 		{
 			name: "implicit TLS with the wrong server name",
-			mode: config.TLSImplicit,
+			mode: upstream.TLSImplicit,
 			tls: func(t testing.TB) *tls.Config {
 				tc := trusting(t)
 				tc.ServerName = "other.example"

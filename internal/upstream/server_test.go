@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
@@ -242,7 +241,7 @@ func (w writeCounter) Write(p []byte) (int, error) {
 func baseConfig(addr string) upstream.Config {
 	return upstream.Config{
 		Addr:           addr,
-		TLS:            config.TLSNone,
+		TLS:            upstream.TLSNone,
 		HeloName:       "test.local",
 		CommandTimeout: 5 * time.Second,
 		DataTimeout:    5 * time.Second,
