@@ -10,58 +10,31 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
 
 // ErrBadCredentials is the one answer to every failed AUTH.
 var ErrBadCredentials = reply.New(535, "5.7.8", "Authentication credentials invalid")
 
-// Account is one configured account with its runtime state.
+// Account is one configuration of an account, as a reload found it,
+// paired with the account's State, which outlives the configuration: a
+// reload that edits the account makes a new Account over the same State.
 type Account struct {
-	Cfg    *config.Account
-	Tokens *token.Source
-	Pool   *pool.Pool[*upstream.Client]
+	Cfg *config.Account // immutable
+	*State
+	budget Budget
 
-	inflight atomic.Int64
 	verified atomic.Pointer[[sha256.Size]byte] // HMAC of the last password that verified
 	removed  atomic.Bool                       // replaced or deleted by a reload
-
-	// Outcome counters, for the admin API.
-	Sent      atomic.Int64 // final reply 2xx
-	Failed    atomic.Int64 // final reply 4xx/5xx, or refused before DATA
-	Ambiguous atomic.Int64 // final reply lost after the dot was sent
-	lastReply atomic.Pointer[LastReply]
-}
-
-// LastReply is the last final reply of an upstream transaction.
-type LastReply struct {
-	Text string
-	At   time.Time
-}
-
-// SetLastReply records the last upstream final reply.
-func (a *Account) SetLastReply(text string, at time.Time) {
-	a.lastReply.Store(&LastReply{Text: text, At: at})
-}
-
-// LastReply returns the last upstream final reply, if any.
-func (a *Account) LastReply() (LastReply, bool) {
-	if p := a.lastReply.Load(); p != nil {
-		return *p, true
-	}
-	return LastReply{}, false
 }
 
 // Removed reports that a reload deleted or replaced this account: its
@@ -71,33 +44,28 @@ func (a *Account) Removed() bool { return a.removed.Load() }
 // Name identifies the account in logs.
 func (a *Account) Name() string { return a.Cfg.ID }
 
+// Budget is the account's budgets and cool-downs.
+func (a *Account) Budget() Budget { return a.budget }
+
 // Acquire counts one more message in flight; it fails when the account is
 // at its MaxConcurrentMessages.
-func (a *Account) Acquire() bool {
-	if n := a.inflight.Add(1); a.Cfg.MaxConcurrentMessages > 0 && n > int64(a.Cfg.MaxConcurrentMessages) {
-		a.inflight.Add(-1)
-		return false
-	}
-	return true
-}
-
-// Done ends one message started with Acquire.
-func (a *Account) Done() { a.inflight.Add(-1) }
-
-// Inflight returns the messages in flight.
-func (a *Account) Inflight() int64 { return a.inflight.Load() }
+func (a *Account) Acquire() bool { return a.acquire(a.Cfg.MaxConcurrentMessages) }
 
 // Options configure a Registry.
 type Options struct {
 	Trusted []netip.Prefix // networks where password-less accounts may AUTH
-	Logger  *slog.Logger
+	// Budget keeps the accounts' sending budgets and cool-downs by
+	// account_id; nil: none (dry-run).
+	Budget quota.Budget
+	Logger *slog.Logger
 }
 
 // PasswordCost is the bcrypt cost of the hashes HashPassword makes.
 const PasswordCost = 12
 
-// Registry finds accounts by AUTH username. Its account set is replaced
-// as a whole by a reload; readers always see one consistent set.
+// Registry finds accounts by AUTH username and keeps each account's State
+// by account_id for as long as the account exists. Its account set is
+// replaced as a whole by a reload; readers always see one consistent set.
 type Registry struct {
 	opts Options
 	log  *slog.Logger
@@ -105,17 +73,24 @@ type Registry struct {
 
 	cur     atomic.Pointer[set]
 	mu      sync.Mutex     // serialises Replace and Close
-	closers sync.WaitGroup // pools of removed accounts being closed
+	closers sync.WaitGroup // sessions of replaced runtimes and removed accounts being closed
+	// openedGone is the sessions opened by accounts a reload removed, so
+	// that the total over all accounts never falls.
+	openedGone atomic.Int64
 }
 
 // set is one generation of accounts.
 type set struct {
 	byName   map[string]*Account // enabled accounts by lower-cased email and account_id
 	accounts []*Account          // all, disabled ones included, in file order
+	byID     map[string]*Account // all, by account_id
 }
 
-// Build makes the runtime state of one account.
-type Build func(*config.Account) (*Account, error)
+// Build makes the Runtime of account c, whose long-lived state is st (a
+// token source's OnBlocked hook drains st's sessions). tokens, when not
+// nil, is the account's token source to keep: only the session side of
+// its configuration changed.
+type Build func(c *config.Account, st *State, tokens *token.Source) (Runtime, error)
 
 // NewRegistry builds every account of snap.
 func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, error) {
@@ -126,110 +101,174 @@ func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, e
 	if _, err := rand.Read(r.key[:]); err != nil {
 		return nil, fmt.Errorf("account registry: %w", err)
 	}
-	s, _, err := r.build(snap, build, nil)
+	p, err := r.plan(snap, build, &set{})
 	if err != nil {
 		return nil, err
 	}
-	r.cur.Store(s)
+	r.cur.Store(p.next)
 	return r, nil
 }
 
-// build makes a new set from snap, reusing the accounts of old whose
-// configuration did not change (their tokens, sessions and counters go
-// on). It returns the set and the old accounts it did not reuse. On error
-// nothing is kept: accounts built so far are closed.
-func (r *Registry) build(snap *config.Snapshot, build Build, old *set) (*set, []*Account, error) {
-	prev := map[string]*Account{}
-	if old != nil {
-		for _, a := range old.accounts {
-			prev[a.Cfg.ID] = a
-		}
-	}
-	s := &set{byName: make(map[string]*Account, 2*len(snap.Accounts))}
-	var fresh []*Account
-	for _, c := range snap.Accounts {
-		a, ok := prev[c.ID]
-		if ok && reflect.DeepEqual(*a.Cfg, *c) {
-			delete(prev, c.ID)
-		} else {
-			var err error
-			if a, err = build(c); err != nil {
-				for _, f := range fresh {
-					closePool(f)
-				}
-				return nil, nil, fmt.Errorf("account %s: %w", c.ID, err)
-			}
-			fresh = append(fresh, a)
-		}
-		s.accounts = append(s.accounts, a)
-		if c.Disabled {
-			continue
-		}
-		s.byName[strings.ToLower(c.Email)] = a
-		if _, taken := s.byName[strings.ToLower(c.ID)]; !taken {
-			s.byName[strings.ToLower(c.ID)] = a
-		}
-	}
-	var gone []*Account
-	for _, a := range prev {
-		gone = append(gone, a)
-	}
-	return s, gone, nil
+// plan is what a reload will do: the next set, and the runtimes to
+// install into states that go on.
+type plan struct {
+	next  *set
+	swaps []swap
+	gone  []*Account // accounts of the old set not in the next one
+	ch    Change
 }
 
-// Change summarises what a Replace did, by account_id.
-type Change struct {
-	Added, Changed, Removed []string
+type swap struct {
+	st *State
+	rt Runtime
 }
 
-// Replace switches to the accounts of snap. Unchanged accounts keep their
-// runtime state; changed and removed ones are marked removed, so their
-// connections refuse new transactions, and their pools close once the
-// transactions in flight have returned their sessions. New AUTHs see the
-// new set at once. On error nothing changes.
-func (r *Registry) Replace(snap *config.Snapshot, build Build) (Change, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	old := r.cur.Load()
-	s, gone, err := r.build(snap, build, old)
-	if err != nil {
-		return Change{}, err
-	}
-	r.cur.Store(s)
-	var ch Change
+// plan makes the next set from snap. An account whose configuration did
+// not change is kept as it is. An edited one gets a new Account over its
+// State: when the edit touches its sessions (Classify) it gets a new
+// Runtime (and drops its old sessions), otherwise it keeps its sessions,
+// tokens, counters and cool-downs. On error nothing changes: runtimes
+// built so far are closed.
+func (r *Registry) plan(snap *config.Snapshot, build Build, old *set) (*plan, error) {
 	prev := make(map[string]*Account, len(old.accounts))
 	for _, a := range old.accounts {
 		prev[a.Cfg.ID] = a
 	}
-	newIDs := make(map[string]bool, len(s.accounts))
-	for _, a := range s.accounts {
-		newIDs[a.Cfg.ID] = true
-		switch p, ok := prev[a.Cfg.ID]; {
+	p := &plan{next: &set{
+		byName: make(map[string]*Account, 2*len(snap.Accounts)),
+		byID:   make(map[string]*Account, len(snap.Accounts)),
+	}}
+	fail := func(id string, err error) (*plan, error) {
+		for _, sw := range p.swaps {
+			closeRuntime(sw.rt)
+		}
+		for _, a := range p.next.accounts {
+			if _, ok := prev[a.Cfg.ID]; !ok {
+				closeRuntime(*a.rt.Load())
+			}
+		}
+		return nil, fmt.Errorf("account %s: %w", id, err)
+	}
+	for _, c := range snap.Accounts {
+		a, ok := prev[c.ID]
+		switch {
 		case !ok:
-			ch.Added = append(ch.Added, a.Cfg.ID)
-		case p != a:
-			ch.Changed = append(ch.Changed, a.Cfg.ID)
+			st := &State{id: c.ID}
+			rt, err := build(c, st, nil)
+			if err != nil {
+				return fail(c.ID, err)
+			}
+			st.rt.Store(&rt)
+			a = r.account(c, st)
+			p.ch.Added = append(p.ch.Added, c.ID)
+		default:
+			delete(prev, c.ID)
+			edit := Classify(a.Cfg, c)
+			if edit == Unchanged {
+				break
+			}
+			st := a.State
+			a = r.account(c, st)
+			p.ch.Changed = append(p.ch.Changed, c.ID)
+			if edit == SettingsOnly {
+				break
+			}
+			var keep *token.Source
+			if edit == SessionsOnly {
+				keep = st.Tokens()
+			}
+			rt, err := build(c, st, keep)
+			if err != nil {
+				return fail(c.ID, err)
+			}
+			p.swaps = append(p.swaps, swap{st, rt})
+			p.ch.Reopened = append(p.ch.Reopened, c.ID)
+		}
+		p.next.accounts = append(p.next.accounts, a)
+		p.next.byID[c.ID] = a
+		if c.Disabled {
+			continue
+		}
+		p.next.byName[strings.ToLower(c.Email)] = a
+		if _, taken := p.next.byName[strings.ToLower(c.ID)]; !taken {
+			p.next.byName[strings.ToLower(c.ID)] = a
 		}
 	}
-	for _, a := range gone {
-		if !newIDs[a.Cfg.ID] {
-			ch.Removed = append(ch.Removed, a.Cfg.ID)
+	for _, a := range old.accounts {
+		if n := p.next.byID[a.Cfg.ID]; n == nil || n.State != a.State {
+			p.gone = append(p.gone, a)
+			p.ch.Removed = append(p.ch.Removed, a.Cfg.ID)
 		}
-		a.removed.Store(true)
-		r.closers.Add(1)
-		go func() {
-			defer r.closers.Done()
-			closePool(a)
-		}()
 	}
-	return ch, nil
+	return p, nil
 }
 
-func closePool(a *Account) {
-	if a.Pool != nil {
-		a.Pool.Close()
+// account pairs configuration c with state st.
+func (r *Registry) account(c *config.Account, st *State) *Account {
+	return &Account{Cfg: c, State: st, budget: Budget{
+		b: r.opts.Budget, id: c.ID, limits: quota.LimitsFor(c),
+		// rate_limiting.enabled false switches the account's budgets
+		// off, cool-downs from earlier provider replies included.
+		on: r.opts.Budget != nil && c.RateLimiting.Enabled,
+	}}
+}
+
+// Change summarises what a Replace did, by account_id. Changed lists
+// every edited account; Reopened those of them whose sessions were
+// replaced.
+type Change struct {
+	Added, Changed, Removed, Reopened []string
+}
+
+// Replace switches to the accounts of snap. Unchanged accounts stay as
+// they are. Edited ones are marked removed, so their authenticated
+// clients must log in again, while their State goes on in a new Account:
+// an edit of what upstream sessions depend on (Classify) drains the old
+// sessions (transactions in flight finish on them) and opens new ones on
+// demand; any other edit keeps the warm sessions. Removed accounts'
+// sessions close once their transactions in flight have returned them.
+// Counters never fall. New AUTHs see the new set at once. On error
+// nothing changes.
+func (r *Registry) Replace(snap *config.Snapshot, build Build) (Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.cur.Load()
+	p, err := r.plan(snap, build, old)
+	if err != nil {
+		return Change{}, err
+	}
+	var retired []Runtime
+	for _, sw := range p.swaps {
+		retired = append(retired, sw.st.swap(sw.rt))
+	}
+	r.cur.Store(p.next)
+	for _, a := range old.accounts {
+		if p.next.byID[a.Cfg.ID] != a {
+			a.removed.Store(true)
+		}
+	}
+	for _, a := range p.gone {
+		r.openedGone.Add(a.SessionStats().Opened)
+		retired = append(retired, *a.rt.Load())
+	}
+	for _, rt := range retired {
+		r.closers.Go(func() { closeRuntime(rt) })
+	}
+	return p.ch, nil
+}
+
+// closeRuntime closes a runtime's sessions: idle ones now, leased ones
+// when their transactions return them.
+func closeRuntime(rt Runtime) {
+	if rt.Sessions != nil {
+		rt.Sessions.Close()
 	}
 }
+
+// OpenedGone is the sessions opened, ever, by accounts that reloads
+// removed: with the SessionStats of the accounts in force, the total
+// opened since start.
+func (r *Registry) OpenedGone() int64 { return r.openedGone.Load() }
 
 // Lookup finds an enabled account by email (any case) or account_id.
 func (r *Registry) Lookup(name string) *Account {
@@ -324,22 +363,23 @@ func (r *Registry) mac(a *Account, pass string) [sha256.Size]byte {
 	return out
 }
 
-// Sweep closes idle upstream sessions past their timeouts, in every pool.
+// Sweep closes idle upstream sessions past their timeouts, in every
+// account.
 func (r *Registry) Sweep() {
 	for _, a := range r.All() {
-		if a.Pool != nil {
-			a.Pool.Sweep()
+		if ss := a.Sessions(); ss != nil {
+			ss.Sweep()
 		}
 	}
 }
 
-// Close closes every account's pool (QUIT to idle sessions) and waits for
-// the pools of accounts removed by earlier reloads.
+// Close closes every account's sessions (QUIT to idle ones) and waits for
+// those of runtimes and accounts replaced or removed by earlier reloads.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, a := range r.All() {
-		closePool(a)
+		closeRuntime(*a.rt.Load())
 	}
 	r.closers.Wait()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 func registry(t *testing.T) *account.Registry {
@@ -24,9 +25,7 @@ func registry(t *testing.T) *account.Registry {
 		{ID: "plain", Email: "plain@example.com", SMTPPassword: secret.New("pw")},
 		{ID: "open", Email: "open@example.com"},
 	}}
-	r, err := account.NewRegistry(snap, func(c *config.Account) (*account.Account, error) {
-		return &account.Account{Cfg: c}, nil
-	}, account.Options{
+	r, err := account.NewRegistry(snap, noRuntime, account.Options{
 		Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 	})
 	if err != nil {
@@ -102,4 +101,9 @@ func TestAuthKey(t *testing.T) {
 	if r.AuthKey("plain") == r.AuthKey("hashed") || r.AuthKey("hashed") == r.AuthKey("name:hashed") {
 		t.Error("two accounts, or an account and a name, share a key")
 	}
+}
+
+// noRuntime builds accounts with no token source and no sessions.
+func noRuntime(*config.Account, *account.State, *token.Source) (account.Runtime, error) {
+	return account.Runtime{}, nil
 }

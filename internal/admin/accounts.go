@@ -409,9 +409,9 @@ type accountStatus struct {
 
 func (a *API) statusOf(acc *account.Account) accountStatus {
 	s := accountStatus{Account: viewOf(acc.Cfg), Disabled: acc.Cfg.Disabled, Token: a.b.TokenStatus(acc)}
-	if acc.Pool != nil {
-		st := acc.Pool.Stats()
-		s.Sessions.Open, s.Sessions.Busy, s.Sessions.Opened, s.Sessions.Cap = st.Open, st.Busy, st.Opened, acc.Pool.Cap()
+	if acc.Sessions() != nil {
+		st := acc.SessionStats()
+		s.Sessions.Open, s.Sessions.Busy, s.Sessions.Opened, s.Sessions.Cap = st.Open, st.Busy, st.Opened, st.Cap
 	}
 	s.InFlight = acc.Inflight()
 	s.Messages.Sent, s.Messages.Failed, s.Messages.Ambiguous = acc.Sent.Load(), acc.Failed.Load(), acc.Ambiguous.Load()
@@ -536,11 +536,9 @@ func (a *API) status(w http.ResponseWriter, _ *http.Request) {
 			enabled++
 		}
 		inflight += acc.Inflight()
-		if acc.Pool != nil {
-			st := acc.Pool.Stats()
-			open += st.Open
-			busy += st.Busy
-		}
+		st := acc.SessionStats()
+		open += st.Open
+		busy += st.Busy
 		states[a.b.TokenStatus(acc).State]++
 	}
 	now := a.o.Now()

@@ -17,6 +17,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	tokenpkg "github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 const token = "test-admin-token"
@@ -31,7 +32,9 @@ type backend struct {
 	reg      *account.Registry
 }
 
-func build(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
+func build(*config.Account, *account.State, *tokenpkg.Source) (account.Runtime, error) {
+	return account.Runtime{}, nil
+}
 
 func newBackend(t *testing.T, accounts string) (*backend, string) {
 	t.Helper()

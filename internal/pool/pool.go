@@ -52,6 +52,10 @@ type Pool[S Session] struct {
 	shrinkHeld int           // slots it holds
 	timers     []*time.Timer // pending Shrink expiries
 
+	// gen is the pool's generation; Drain starts a new one, and a
+	// session of an older one is closed when it comes back.
+	gen uint64
+
 	closers sync.WaitGroup // background QUITs
 
 	opened atomic.Int64 // sessions dialed, ever
@@ -61,17 +65,27 @@ type Pool[S Session] struct {
 
 type entry[S Session] struct {
 	s        S
+	gen      uint64
 	born     time.Time
 	lastUsed time.Time
 	messages int
 }
 
-// Lease is one borrowed session.
+// Lease is one borrowed session. It goes back to the pool it came from
+// with Release or Discard, so a holder need not know which pool that is
+// (a reload may have replaced the account's pool meanwhile).
 type Lease[S Session] struct {
+	p     *Pool[S]
 	e     *entry[S]
 	fresh bool
 	done  bool
 }
+
+// Release is p.Release(l) for the pool l came from.
+func (l *Lease[S]) Release() { l.p.Release(l) }
+
+// Discard is p.Discard(l) for the pool l came from.
+func (l *Lease[S]) Discard() { l.p.Discard(l) }
 
 // Session returns the leased session.
 func (l *Lease[S]) Session() S { return l.e.s }
@@ -159,13 +173,16 @@ func (p *Pool[S]) lease(ctx context.Context, wait time.Duration, reuse bool) (*L
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if p.expired(e, now) {
-			p.retire(e, true, "expired")
+		if why := p.expired(e, now); why != "" {
+			p.retire(e, true, why)
 			continue
 		}
 		p.busy.Add(1)
-		return &Lease[S]{e: e}, nil
+		return &Lease[S]{p: p, e: e}, nil
 	}
+	p.mu.Lock()
+	gen := p.gen
+	p.mu.Unlock()
 	s, err := p.dial(ctx)
 	if err != nil {
 		p.freeSlot()
@@ -174,17 +191,23 @@ func (p *Pool[S]) lease(ctx context.Context, wait time.Duration, reuse bool) (*L
 	p.opened.Add(1)
 	p.open.Add(1)
 	p.busy.Add(1)
-	return &Lease[S]{e: &entry[S]{s: s, born: now, lastUsed: now}, fresh: true}, nil
+	return &Lease[S]{p: p, e: &entry[S]{s: s, gen: gen, born: now, lastUsed: now}, fresh: true}, nil
 }
 
-func (p *Pool[S]) expired(e *entry[S], now time.Time) bool {
-	if p.cfg.MaxAge > 0 && now.Sub(e.born) >= p.cfg.MaxAge {
-		return true
+// expired says why e is due for retirement (the reason logged when it is
+// closed: max_age, max_messages, idle), or "" when it is not. A session
+// past its age is closed for its age even when it is also idle, so that
+// a session in use every few seconds is never logged as idle.
+func (p *Pool[S]) expired(e *entry[S], now time.Time) string {
+	switch {
+	case p.cfg.MaxAge > 0 && now.Sub(e.born) >= p.cfg.MaxAge:
+		return "max_age"
+	case p.cfg.MaxMessages > 0 && e.messages >= p.cfg.MaxMessages:
+		return "max_messages"
+	case p.cfg.IdleTimeout > 0 && now.Sub(e.lastUsed) >= p.cfg.IdleTimeout:
+		return "idle"
 	}
-	if p.cfg.MaxMessages > 0 && e.messages >= p.cfg.MaxMessages {
-		return true
-	}
-	return p.cfg.IdleTimeout > 0 && now.Sub(e.lastUsed) >= p.cfg.IdleTimeout
+	return ""
 }
 
 // Release returns a leased session: kept for reuse when healthy and not
@@ -204,9 +227,16 @@ func (p *Pool[S]) Release(l *Lease[S]) {
 		return
 	}
 	p.mu.Lock()
-	if p.closed || p.expired(e, now) {
+	why := p.expired(e, now)
+	switch {
+	case p.closed:
+		why = "shutdown"
+	case e.gen != p.gen:
+		why = "drained"
+	}
+	if why != "" {
 		p.mu.Unlock()
-		p.retire(e, true, "retired")
+		p.retire(e, true, why)
 		p.freeSlot()
 		return
 	}
@@ -310,15 +340,20 @@ func (p *Pool[S]) retire(e *entry[S], polite bool, reason string) {
 	}()
 }
 
-// Sweep closes idle sessions that are past their idle timeout or age.
+// Sweep closes idle sessions that are past their idle timeout, age or
+// message count, each logged with its own reason.
 func (p *Pool[S]) Sweep() {
 	now := p.cfg.Now()
-	var stale []*entry[S]
+	type due struct {
+		e   *entry[S]
+		why string
+	}
+	var stale []due
 	p.mu.Lock()
 	keep := p.idle[:0]
 	for _, e := range p.idle {
-		if p.expired(e, now) {
-			stale = append(stale, e)
+		if why := p.expired(e, now); why != "" {
+			stale = append(stale, due{e, why})
 		} else {
 			keep = append(keep, e)
 		}
@@ -328,8 +363,25 @@ func (p *Pool[S]) Sweep() {
 	}
 	p.idle = keep
 	p.mu.Unlock()
-	for _, e := range stale {
-		p.retire(e, true, "idle")
+	for _, d := range stale {
+		p.retire(d.e, true, d.why)
+	}
+}
+
+// Drain closes the idle sessions now (QUIT in the background) and each
+// leased one when it comes back, while the pool goes on lending newly
+// opened sessions. The owner calls it when the sessions open now must
+// carry no more mail: the account's credential was revoked, so sessions
+// authenticated before cannot be trusted to stop by themselves. The
+// sessions are logged closed with reason.
+func (p *Pool[S]) Drain(reason string) {
+	p.mu.Lock()
+	p.gen++
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, e := range idle {
+		p.retire(e, true, reason)
 	}
 }
 

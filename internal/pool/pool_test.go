@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -306,4 +307,131 @@ func TestPool_leaseNewClosesIdleAndDials(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	p.Release(l)
+}
+
+// reasons records the reason of every "upstream session closed" line.
+type reasons struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *reasons) Enabled(context.Context, slog.Level) bool { return true }
+func (r *reasons) Handle(_ context.Context, rec slog.Record) error {
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "reason" {
+			r.mu.Lock()
+			r.got = append(r.got, a.Value.String())
+			r.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+func (r *reasons) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *reasons) WithGroup(string) slog.Handler      { return r }
+func (r *reasons) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...)
+}
+
+// TestPool_closeReasonSaysWhy: a session retired at its maximum age says
+// max_age, even when it is also idle by the time it is looked at (issue
+// 11: a session in use every 10 s was logged reason=idle).
+func TestPool_closeReasonSaysWhy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  pool.Config
+		use  func(p *pool.Pool[*fakeSession], clk *clock)
+		want string
+	}{
+		{"released past max age", pool.Config{MaxAge: time.Minute, IdleTimeout: 30 * time.Second}, func(p *pool.Pool[*fakeSession], clk *clock) {
+			l, _ := p.Lease(context.Background(), time.Second)
+			clk.add(2 * time.Minute)
+			l.Release()
+		}, "max_age"},
+		{"swept past max age and idle", pool.Config{MaxAge: time.Minute, IdleTimeout: 30 * time.Second}, func(p *pool.Pool[*fakeSession], clk *clock) {
+			for range 6 { // in use every 10 s
+				l, _ := p.Lease(context.Background(), time.Second)
+				l.Release()
+				clk.add(10 * time.Second)
+			}
+			clk.add(40 * time.Second)
+			p.Sweep()
+		}, "max_age"},
+		{"swept idle", pool.Config{MaxAge: time.Hour, IdleTimeout: 30 * time.Second}, func(p *pool.Pool[*fakeSession], clk *clock) {
+			l, _ := p.Lease(context.Background(), time.Second)
+			l.Release()
+			clk.add(time.Minute)
+			p.Sweep()
+		}, "idle"},
+		{"carried its messages", pool.Config{MaxMessages: 1}, func(p *pool.Pool[*fakeSession], clk *clock) {
+			l, _ := p.Lease(context.Background(), time.Second)
+			l.Delivered()
+			l.Release()
+		}, "max_messages"},
+		{"discarded", pool.Config{}, func(p *pool.Pool[*fakeSession], clk *clock) {
+			l, _ := p.Lease(context.Background(), time.Second)
+			l.Discard()
+		}, "discarded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clk := &clock{t: time.Unix(1e9, 0)}
+			rec := &reasons{}
+			cfg := tc.cfg
+			cfg.Max, cfg.Now, cfg.Logger = 2, clk.now, slog.New(rec)
+			p := pool.New(cfg, (&dialer{}).dial)
+			tc.use(p, clk)
+			p.Close()
+			if got := rec.list(); len(got) != 1 || got[0] != tc.want {
+				t.Errorf("close reasons = %v, want [%s]", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPool_drainClosesIdleNowAndLeasedOnReturn: after Drain no session
+// open before it carries another message, and the pool goes on lending
+// new ones.
+func TestPool_drainClosesIdleNowAndLeasedOnReturn(t *testing.T) {
+	t.Parallel()
+	d := &dialer{}
+	p := pool.New(pool.Config{Max: 3}, d.dial)
+	defer p.Close()
+	ctx := context.Background()
+	idle, _ := p.Lease(ctx, time.Second)
+	busy, _ := p.Lease(ctx, time.Second)
+	idle.Release()
+	p.Drain("token revoked")
+	if !eventually(idle.Session().quit.Load) {
+		t.Error("idle session not closed at Drain")
+	}
+	if busy.Session().closed.Load() {
+		t.Error("leased session closed under its transaction")
+	}
+	busy.Release()
+	if !eventually(busy.Session().closed.Load) {
+		t.Error("leased session from before Drain kept on return")
+	}
+	l, err := p.Lease(ctx, time.Second)
+	if err != nil || !l.Fresh() {
+		t.Fatalf("lease after Drain: %v, fresh %v; want a new session", err, l != nil && l.Fresh())
+	}
+	l.Release()
+	if st := p.Stats(); st.Open != 1 || st.Opened != 3 {
+		t.Errorf("stats after Drain = %+v, want 1 open of 3 opened", st)
+	}
+}
+
+// eventually waits up to 5s for cond (background QUITs).
+func eventually(cond func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }

@@ -57,7 +57,7 @@ func (p *Probe) account(name string) (*account.Account, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%s: %w in %s", name, ErrNoAccount, p.svc.Snapshot().AccountsPath)
 	}
-	if a.Tokens == nil || a.Pool == nil {
+	if a.Tokens() == nil || a.Sessions() == nil {
 		return nil, fmt.Errorf("%s: account has no token source", name)
 	}
 	return a, nil
@@ -82,6 +82,6 @@ func (p *Probe) Token(ctx context.Context, name string) (TokenReport, error) {
 	}
 	start := time.Now()
 	// An empty stale token forces a request (token.Source.Refresh).
-	tok, err := a.Tokens.Refresh(ctx, secret.String{})
-	return TokenReport{Account: a.Cfg, Status: a.Tokens.Status(), Access: tok.Access, Duration: time.Since(start)}, err
+	tok, err := a.Tokens().Refresh(ctx, secret.String{})
+	return TokenReport{Account: a.Cfg, Status: a.Tokens().Status(), Access: tok.Access, Duration: time.Since(start)}, err
 }

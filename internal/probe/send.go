@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
@@ -77,8 +78,12 @@ func (p *Probe) Send(ctx context.Context, name string, m Message) (SendReport, e
 	data := m.build(a.Cfg.Email)
 
 	start := time.Now()
-	lease, err := a.Pool.Lease(ctx, p.svc.Snapshot().Global.Timeouts.ConnectionAcquire)
+	lease, err := a.Sessions().Lease(ctx, p.svc.Snapshot().Global.Timeouts.ConnectionAcquire)
 	if err != nil {
+		// The cause, not the reply a client would get (which hides it).
+		if oe, ok := errors.AsType[*account.OpenError](err); ok {
+			err = oe.Err
+		}
 		return rep, fmt.Errorf("open upstream session to %s: %w", a.Cfg.SMTPAddr, err)
 	}
 	rep.Session = time.Since(start)
@@ -86,9 +91,9 @@ func (p *Probe) Send(ctx context.Context, name string, m Message) (SendReport, e
 	healthy := false
 	defer func() {
 		if healthy {
-			a.Pool.Release(lease) // Close QUITs it
+			lease.Release() // Close QUITs it
 		} else {
-			a.Pool.Discard(lease)
+			lease.Discard()
 		}
 	}()
 

@@ -28,6 +28,14 @@ type Denial struct {
 // Cooldown reports a denial caused by a provider's reply.
 func (d *Denial) Cooldown() bool { return d.Cause != "" }
 
+// Error makes a Denial an error, for the refusal that answers it.
+func (d *Denial) Error() string {
+	if d.Cooldown() {
+		return "cooling down after the provider said: " + d.Cause
+	}
+	return d.Limit + " exhausted, resets in " + Human(d.ResetIn)
+}
+
 // Budget keeps the accounts' sending budgets. Book implements it in
 // memory for one process; a store shared by several proxies (Redis) is
 // another implementation of the same methods.

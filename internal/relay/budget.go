@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,44 +15,38 @@ import (
 // or RCPT, never after it sent the body, and always as a 4xx so that the
 // sender keeps the mail queued (issue "Sending budgets").
 
-// admitBudget reserves one message of a's budgets: a ticket, or the reply
-// that refuses the message. Without budgets the ticket reserves nothing.
-func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *reply.Reply) {
-	// rate_limiting.enabled false switches the account's budgets off,
-	// cool-downs from earlier provider replies included.
-	if r.opts.Budget == nil || !a.Cfg.RateLimiting.Enabled {
-		return noTicket{}, nil
-	}
-	tk, d := r.opts.Budget.Admit(a.Cfg.ID, quota.LimitsFor(a.Cfg))
+// admitBudget reserves one message of a's budgets: a ticket, or the
+// denial that refuses the message (counted). Without budgets the ticket
+// reserves nothing.
+func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *quota.Denial) {
+	tk, d := a.Budget().Admit()
 	if d == nil {
 		return tk, nil
 	}
-	rp := r.denial(a, d)
-	return nil, &rp
+	r.countDenial(d)
+	return nil, d
 }
 
-func (r *Relay) denial(a *account.Account, d *quota.Denial) reply.Reply {
+// countDenial counts a budget refusal by its reason.
+func (r *Relay) countDenial(d *quota.Denial) {
 	if d.Cooldown() {
 		r.m.budgetRefusals.WithLabelValues("cooling_down").Inc()
-		return reply.New(451, "4.7.0", a.Cfg.Email+": cooling down until "+d.Until.UTC().Format(time.RFC3339)+
-			" after the provider said: "+d.Cause)
+		return
 	}
 	r.m.budgetRefusals.WithLabelValues(d.Limit).Inc()
-	return reply.New(451, "4.7.0", a.Cfg.Email+": "+d.Limit+" exhausted, resets in "+quota.Human(d.ResetIn))
 }
 
-// rcptBudget reserves one recipient; a reply means refuse it locally.
-func (t *txn) rcptBudget() *reply.Reply {
+// rcptBudget reserves one recipient; an error (counted) means refuse it
+// here: tooManyRcpts or a *quota.Denial.
+func (t *txn) rcptBudget() error {
 	tooMany, d := t.ticket.Rcpt()
 	switch {
 	case tooMany:
 		t.r.m.budgetRefusals.WithLabelValues("recipients per message").Inc()
-		rp := reply.New(452, "4.5.3", "Too many recipients for "+t.a.Cfg.Email+" (at most "+
-			strconv.Itoa(quota.LimitsFor(t.a.Cfg).RecipientsPerMessage)+" per message)")
-		return &rp
+		return tooManyRcpts{max: t.a.Budget().Limits().RecipientsPerMessage}
 	case d != nil:
-		rp := t.r.denial(t.a, d)
-		return &rp
+		t.r.countDenial(d)
+		return d
 	}
 	return nil
 }
@@ -107,18 +100,10 @@ func (r *Relay) coolDown(a *account.Account, kind provider.Kind, rp reply.Reply)
 	case provider.Concurrency:
 		d = c.Concurrency
 	}
-	if r.opts.Budget == nil || d <= 0 || !a.Cfg.RateLimiting.Enabled {
+	if !a.Budget().CoolDown(rp.String(), d) {
 		return
 	}
-	r.opts.Budget.CoolDown(a.Cfg.ID, rp.String(), d)
 	r.m.cooldowns.WithLabelValues(kind.String()).Inc()
 	r.logs.Warn(r.log, logthrottle.Key{Account: a.Cfg.ID, Reason: "cooldown " + kind.String()}, "account cooling down",
 		"account", a.Cfg.ID, "cause", kind.String(), "for", d, "upstream_reply", rp.String())
 }
-
-// noTicket is the Ticket when budgets are off: it reserves nothing.
-type noTicket struct{}
-
-func (noTicket) Rcpt() (bool, *quota.Denial) { return false, nil }
-func (noTicket) RcptRefused()                {}
-func (noTicket) Done(bool)                   {}

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"time"
@@ -10,8 +9,6 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
-
-var errAmbiguous = reply.New(451, "4.4.2", "Upstream connection lost after the message was sent; it may or may not have been delivered")
 
 // countingReader counts the message bytes handed upstream.
 type countingReader struct {
@@ -31,41 +28,35 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // Data implements smtpd.Txn.
 func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
-	if t.lease == nil || t.broken {
+	if t.lease == nil || t.state.broken {
 		return errLost
 	}
 	sess := t.lease.Session()
 	cr := &countingReader{r: r}
 	rp, err := sess.Body(ctx, cr)
-	t.size = cr.n
+	t.out.size = cr.n
 	switch {
 	case cr.err != nil:
 		// The client side failed (size limit, line limit, disconnect);
 		// the upstream got no final dot and drops the partial message.
-		t.broken = true
-		rp = reply.FromError(cr.err, t.c.ID)
-	case err != nil && upstream.Ambiguous(err):
-		t.broken = true
-		t.ambiguous = true
-		t.r.Stats.Ambiguous.Add(1)
-		rp = errAmbiguous
+		t.state.broken = true
+		rp = refusal(t.a.Cfg.Email, cr.err, t.c.ID)
 	case err != nil:
-		t.broken = true
-		var ue *upstream.Error
-		if errors.As(err, &ue) && ue.Reply != nil && ue.Reply.Code != 421 {
-			rp = *ue.Reply
-		} else {
-			rp = errLost
+		t.state.broken = true
+		if upstream.Ambiguous(err) {
+			t.state.ambiguous = true
+			t.r.Stats.Ambiguous.Add(1)
 		}
+		rp = refusal(t.a.Cfg.Email, err, t.c.ID)
 	}
-	t.final = &rp
+	t.out.final = &rp
 	if rp.Positive() {
 		t.lease.Delivered()
 	}
 	if err == nil && cr.err == nil {
 		t.r.m.upstreamReplies.WithLabelValues("end", classOf(rp.Code)).Inc()
 		rp = t.r.clientReply(t.a, rp)
-		t.final = &rp
+		t.out.final = &rp
 	}
 	t.ticket.Done(rp.Positive())
 	t.r.m.messageSize.Observe(float64(cr.n))
@@ -84,43 +75,43 @@ func (t *txn) Close() {
 		return
 	}
 	sess := t.lease.Session()
-	if t.broken || sess.Broken() {
-		t.a.Pool.Discard(t.lease)
+	if t.state.broken || sess.Broken() {
+		t.lease.Discard()
 		t.lease = nil
 		return
 	}
-	if t.final == nil && t.answered {
+	if t.out.final == nil && t.state.answered {
 		// Aborted mid-envelope (RSET, client gone, refused DATA): clear
 		// the upstream's transaction before the session is reused.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := sess.Reset(ctx)
 		cancel()
 		if err != nil {
-			t.a.Pool.Discard(t.lease)
+			t.lease.Discard()
 			t.lease = nil
 			return
 		}
 	}
-	t.a.Pool.Release(t.lease)
+	t.lease.Release()
 	t.lease = nil
 }
 
 func (t *txn) logOutcome() {
-	if t.final == nil {
+	if t.out.final == nil {
 		t.r.m.messages.WithLabelValues("aborted").Inc()
-		if t.from != "" || t.rcpts > 0 {
+		if t.out.from != "" || t.out.rcpts > 0 {
 			t.r.log.Info("message aborted", "conn_id", t.c.ID, "remote", t.remote, "account", t.a.Cfg.ID,
-				"from", t.from, "rcpts", t.rcpts, "accepted_rcpts", t.okRcpts)
+				"from", t.out.from, "rcpts", t.out.rcpts, "accepted_rcpts", t.out.okRcpts)
 		}
 		return
 	}
 	result := "sent"
 	switch {
-	case t.ambiguous:
+	case t.state.ambiguous:
 		result = "ambiguous"
-	case t.final.Temporary():
+	case t.out.final.Temporary():
 		result = "deferred"
-	case t.final.Permanent():
+	case t.out.final.Permanent():
 		result = "rejected"
 	}
 	now := time.Now()
@@ -130,23 +121,23 @@ func (t *txn) logOutcome() {
 	if t.r.m.perAccount != nil {
 		t.r.m.perAccount.WithLabelValues(t.a.Cfg.ID, result).Inc()
 	}
-	if t.final.Positive() {
+	if t.out.final.Positive() {
 		t.r.Stats.Messages.Add(1)
 		t.a.Sent.Add(1)
 	} else {
 		t.r.Stats.Failed.Add(1)
 		t.a.Failed.Add(1)
-		if t.ambiguous {
+		if t.state.ambiguous {
 			t.a.Ambiguous.Add(1)
 		}
 	}
-	final := t.final.String()
+	final := t.out.final.String()
 	t.a.SetLastReply(final, now)
 	// LogAttrs with typed attributes: this line is written for every
 	// message, so it avoids boxing each value in an interface.
 	t.r.log.LogAttrs(context.Background(), slog.LevelInfo, "message",
 		slog.String("conn_id", t.c.ID), slog.String("remote", t.remote), slog.String("account", t.a.Cfg.ID),
-		slog.String("from", t.from), slog.Int("rcpts", t.rcpts), slog.Int("accepted_rcpts", t.okRcpts),
-		slog.Int64("size", t.size), slog.Int("code", t.final.Code), slog.String("reply", final),
+		slog.String("from", t.out.from), slog.Int("rcpts", t.out.rcpts), slog.Int("accepted_rcpts", t.out.okRcpts),
+		slog.Int64("size", t.out.size), slog.Int("code", t.out.final.Code), slog.String("reply", final),
 		slog.Int64("duration_ms", took.Milliseconds()))
 }

@@ -1,7 +1,8 @@
 // Package relay turns one client transaction into one upstream
 // transaction. It implements smtpd.Backend: Login authenticates through the
 // account registry; a Txn leases an authenticated session from the
-// account's pool at MAIL, forwards each envelope batch pipelined, streams
+// account's session lease (account.Sessions) at its first envelope batch,
+// forwards each envelope batch pipelined, streams
 // the body and hands back the upstream's own replies, so the client gets
 // 250 only for an upstream 250.
 //
@@ -15,8 +16,12 @@
 //   - A session whose body was aborted (client error, size limit) is closed
 //     without the final dot, so the upstream discards the partial message.
 //
-// Dialer builds the function a pool uses to open sessions: connect, TLS,
-// EHLO, then AUTH XOAUTH2 as the account's mailbox with a token from the
-// account's source; a token rejected by the upstream is refreshed once and
-// AUTH tried once more.
+// Opening sessions (connect, TLS, EHLO, token, AUTH) is the account
+// layer's: the relay gets a lease or an *account.OpenError with the
+// client's reply, and only runs transactions.
+//
+// Replies: the upstream's own are relayed (clientReply: a quota or rate
+// reply becomes 451 4.7.0, a 421 never reaches the client); everything the
+// relay answers itself is a typed error turned into a reply by one
+// function, refusal (refusal.go).
 package relay

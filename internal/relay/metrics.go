@@ -8,23 +8,21 @@ import (
 // exported keep their spelling (COMPAT.md); labels stay bounded, and the
 // per-account series exist only when asked for.
 type Metrics struct {
-	authAttempts     *prometheus.CounterVec // result: success, failure, temporary
-	authDuration     prometheus.Histogram
-	messages         *prometheus.CounterVec // result: sent, deferred, rejected, ambiguous, aborted
-	messageDuration  prometheus.Histogram
-	messageSize      prometheus.Histogram
-	relayedBytes     prometheus.Counter
-	concurrent       prometheus.Gauge
-	limitExceeded    prometheus.Counter
-	upstreamReplies  *prometheus.CounterVec // stage: mail, rcpt, data, end; class: 2xx, 3xx, 4xx, 5xx
-	upstreamAuth     *prometheus.CounterVec // result: success, failure
-	upstreamAuthTime prometheus.Histogram
-	acquireWait      prometheus.Histogram
-	errors           *prometheus.CounterVec // error_type
-	retried          prometheus.Counter
-	budgetRefusals   *prometheus.CounterVec // reason
-	cooldowns        *prometheus.CounterVec // kind
-	perAccount       *prometheus.CounterVec // account, result; nil unless enabled
+	authAttempts    *prometheus.CounterVec // result: success, failure, temporary
+	authDuration    prometheus.Histogram
+	messages        *prometheus.CounterVec // result: sent, deferred, rejected, ambiguous, aborted
+	messageDuration prometheus.Histogram
+	messageSize     prometheus.Histogram
+	relayedBytes    prometheus.Counter
+	concurrent      prometheus.Gauge
+	limitExceeded   prometheus.Counter
+	upstreamReplies *prometheus.CounterVec // stage: mail, rcpt, data, end; class: 2xx, 3xx, 4xx, 5xx
+	acquireWait     prometheus.Histogram
+	errors          *prometheus.CounterVec // error_type
+	retried         prometheus.Counter
+	budgetRefusals  *prometheus.CounterVec // reason
+	cooldowns       *prometheus.CounterVec // kind
+	perAccount      *prometheus.CounterVec // account, result; nil unless enabled
 }
 
 // NewMetrics registers the relay's collectors with reg. perAccount adds
@@ -61,12 +59,6 @@ func NewMetrics(reg prometheus.Registerer, perAccount bool) *Metrics {
 		upstreamReplies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upstream_replies_total", Help: "Upstream replies by stage (mail, rcpt, data, end) and class (2xx, 3xx, 4xx, 5xx).",
 		}, []string{"stage", "class"}),
-		upstreamAuth: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "upstream_auth_total", Help: "Upstream logins (one per session opened) by result (success, failure).",
-		}, []string{"result"}),
-		upstreamAuthTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "upstream_auth_duration_seconds", Help: "Time to open an upstream session: connect, TLS, EHLO, token, AUTH.", Buckets: fast,
-		}),
 		acquireWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "upstream_session_acquire_seconds", Help: "Wait for an upstream session at MAIL, dialing included.", Buckets: fast,
 		}),
@@ -84,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer, perAccount bool) *Metrics {
 		}),
 	}
 	cs := []prometheus.Collector{m.authAttempts, m.authDuration, m.messages, m.messageDuration, m.messageSize,
-		m.relayedBytes, m.concurrent, m.limitExceeded, m.upstreamReplies, m.upstreamAuth, m.upstreamAuthTime,
+		m.relayedBytes, m.concurrent, m.limitExceeded, m.upstreamReplies,
 		m.acquireWait, m.errors, m.retried, m.budgetRefusals, m.cooldowns}
 	if perAccount {
 		m.perAccount = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -366,20 +366,20 @@ func runFaultCase(e *env, p *fakeprovider.Provider, email string, fc faultCase) 
 		fail("counted %d ambiguous, want ambiguous %v", n, fc.ambiguous)
 	}
 	if !fc.healthy {
-		if st := a.Pool.Stats(); st.Open != 0 {
+		if st := a.SessionStats(); st.Open != 0 {
 			fail("failed sessions still open: %+v", st)
 		}
 		return errs
 	}
 	// The provider is fine otherwise: the next message goes through, on a
 	// new session if the fault broke the old one.
-	opened := a.Pool.Stats().Opened
+	opened := a.SessionStats().Opened
 	next, err := sendFault(e.addr, email, "<"+email+">", "<next@example.net>", 0)
 	if err != nil || !strings.HasPrefix(next[3], "250 ") {
 		fail("next message got %q, %v", next, err)
 	}
 	broke := slices.ContainsFunc(fc.want[:], func(w string) bool { return strings.HasPrefix(w, "451 4.4.2") })
-	if reopened := a.Pool.Stats().Opened > opened; broke != reopened {
+	if reopened := a.SessionStats().Opened > opened; broke != reopened {
 		fail("session broken: %v, but a new one opened: %v", broke, reopened)
 	}
 	return errs

@@ -548,10 +548,10 @@ func TestRelay_concurrencyRefusalShrinksCap(t *testing.T) {
 		t.Errorf("temporary failures without refusals")
 	}
 	a := e.svc.Reg.Lookup(userA)
-	if st.LoginFailures > 0 && a.Pool.Cap() >= 5 {
-		t.Errorf("cap not lowered after %d refusals: %d", st.LoginFailures, a.Pool.Cap())
+	if st.LoginFailures > 0 && a.SessionStats().Cap >= 5 {
+		t.Errorf("cap not lowered after %d refusals: %d", st.LoginFailures, a.SessionStats().Cap)
 	}
-	t.Logf("ok %d, refused %d, provider refusals %d, cap now %d", ok.Load(), temp.Load(), st.LoginFailures, a.Pool.Cap())
+	t.Logf("ok %d, refused %d, provider refusals %d, cap now %d", ok.Load(), temp.Load(), st.LoginFailures, a.SessionStats().Cap)
 }
 
 // TestRelay_replacementSessionsResumeTLS: a session retired after its

@@ -9,10 +9,15 @@ import (
 // Reload re-reads config.json and accounts.json (SIGHUP, POST
 // /admin/reload, an admin write). A file that fails validation changes
 // nothing and the error says why. Otherwise new AUTHs see the new account
-// set at once; unchanged accounts keep their tokens and sessions; changed
-// and removed accounts finish their transactions in flight on the old
-// sessions, which then close, and their clients must authenticate again.
-// Global settings other than the accounts' apply at the next restart.
+// set at once, and each account's runtime state (counters, cool-downs,
+// token source, warm sessions) goes on by account_id: an edit that no
+// upstream session depends on (vmta_name, smtp_password, budgets,
+// max_concurrent_messages) keeps the warm sessions; an edit of the
+// endpoint, TLS mode, credential, source address, mechanism, pool or
+// disabled drains them (transactions in flight finish) and opens new ones
+// on demand (account.Classify). Clients of an edited or removed account
+// must authenticate again. Global settings other than the accounts' apply
+// at the next restart.
 func (s *Service) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -36,7 +41,8 @@ func (s *Service) Reload() error {
 		s.log.Error("reload refused: building accounts failed; keeping the running ones", "err", err)
 		return fmt.Errorf("reload: %w", err)
 	}
-	s.log.Info("reloaded", "accounts", len(snap.Accounts), "added", len(ch.Added), "changed", len(ch.Changed), "removed", len(ch.Removed))
+	s.log.Info("reloaded", "accounts", len(snap.Accounts), "added", len(ch.Added), "changed", len(ch.Changed),
+		"sessions_reopened", len(ch.Reopened), "removed", len(ch.Removed))
 	return nil
 }
 

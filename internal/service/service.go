@@ -20,10 +20,10 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/pool"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 )
 
 // Options configure a Service. Zero values take the defaults noted.
@@ -49,7 +49,7 @@ type Options struct {
 	// UpstreamTLS, when set, is the base TLS config for upstream sessions
 	// (tests); otherwise the system roots plus upstream_ca_file.
 	UpstreamTLS *tls.Config
-	// Admin configures the admin API and metrics (admin.go).
+	// Admin configures the admin API (admin.go) and metrics (metrics.go).
 	Admin AdminOptions
 	// TLSPort is the implicit TLS listener's port (--tls-port), on the
 	// host of Listen; 0 means tls_port from config.json, -1 any free port
@@ -75,14 +75,15 @@ type Service struct {
 	tlsLn   net.Listener
 	keyPair *smtpd.KeyPair
 
-	reloadMu sync.Mutex   // one Reload at a time
-	ready    atomic.Bool  // SMTP listener serving (readyz)
-	adminLn  net.Listener // nil without an admin API
-	metrics  *prometheus.Registry
-	// relayMetrics are shared by the relay and every account's dialer.
+	reloadMu     sync.Mutex   // one Reload at a time
+	ready        atomic.Bool  // SMTP listener serving (readyz)
+	adminLn      net.Listener // nil without an admin API
+	metrics      *prometheus.Registry
 	relayMetrics *relay.Metrics
-	budgets      *quota.Book  // nil in dry-run
-	snapMu       sync.RWMutex // guards Snap after New
+	// accountMetrics are shared by every account's session opening.
+	accountMetrics *account.Metrics
+	budgets        *quota.Book  // nil in dry-run
+	snapMu         sync.RWMutex // guards Snap after New
 	// localIPs are this host's addresses, for validate_source_ip; nil
 	// when validation is off.
 	localIPs map[netip.Addr]bool
@@ -168,18 +169,24 @@ func New(opts Options) (*Service, error) {
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient, s.tokenTransport = tokenHTTPClient(snap.Global.HTTPPool)
 	}
-	s.initMetrics() // admin.go: before the accounts, whose dialers count logins
+	s.initMetrics() // metrics.go: before the accounts, whose session opening counts logins
 	if g := snap.Global.SMTP; g.UseSourceIPBinding && g.ValidateSourceIP {
 		s.localIPs = localAddrs(log)
 	}
 	build := s.buildAccount
+	var budget quota.Budget // nil in dry-run: no budgets
 	if opts.DryRun {
 		build = dryRunAccount
-	} else if err := s.prepareTLS(); err != nil {
-		return nil, err
+	} else {
+		if err := s.prepareTLS(); err != nil {
+			return nil, err
+		}
+		s.openBudgets() // budgets.go
+		budget = s.budgets
 	}
 	s.Reg, err = account.NewRegistry(snap, build, account.Options{
 		Trusted: snap.Global.SMTP.TrustedNetworks,
+		Budget:  budget,
 		Logger:  log,
 	})
 	if err != nil {
@@ -191,10 +198,8 @@ func New(opts Options) (*Service, error) {
 		log.Warn("dry-run: messages are accepted and discarded; no provider is contacted")
 		backend = relay.NewDryRun(s.Reg, log)
 	} else {
-		s.openBudgets() // budgets.go
 		s.Relay = relay.New(s.Reg, relay.Options{
 			Metrics:        s.relayMetrics,
-			Budget:         s.budgets,
 			AcquireTimeout: snap.Global.Timeouts.ConnectionAcquire,
 			Logger:         log,
 			LogThrottle:    s.logs,
@@ -248,9 +253,11 @@ func New(opts Options) (*Service, error) {
 	return s, nil
 }
 
-// dryRunAccount builds an account with no token source and no pool:
+// dryRunAccount builds an account with no token source and no sessions:
 // dry-run never contacts a provider.
-func dryRunAccount(c *config.Account) (*account.Account, error) { return &account.Account{Cfg: c}, nil }
+func dryRunAccount(*config.Account, *account.State, *token.Source) (account.Runtime, error) {
+	return account.Runtime{}, nil
+}
 
 // prepareTLS builds the upstream TLS base: system roots plus upstream_ca_file.
 // Every account's sessions share one TLS session cache, so that a
@@ -286,14 +293,22 @@ func (s *Service) prepareTLS() error {
 	return nil
 }
 
-func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
+// buildAccount makes the runtime of one account: its token source (or
+// keep, the one it already has) and its session lease. A token source
+// that stops handing out tokens (needs_consent, disabled) drains the
+// account's sessions at once.
+func (s *Service) buildAccount(c *config.Account, st *account.State, keep *token.Source) (account.Runtime, error) {
 	g := s.Snap.Global
-	// Every grant type, persisted state, retry and breaker (tokens.go).
-	tokens, err := s.tokenSource(c, g)
-	if err != nil {
-		return nil, err
+	tokens := keep
+	if tokens == nil {
+		// Every grant type, persisted state, retry and breaker (tokens.go).
+		var err error
+		tokens, err = s.tokenSource(c, g, func() { st.DrainSessions("token revoked or disabled") })
+		if err != nil {
+			return account.Runtime{}, err
+		}
 	}
-	dial := relay.Dialer(c, tokens, relay.DialOptions{
+	sessions := account.NewSessions(c, tokens, account.SessionOptions{
 		HeloName:       g.SMTP.ServerHostname,
 		TLSConfig:      s.opts.UpstreamTLS,
 		BindSourceIP:   g.SMTP.UseSourceIPBinding,
@@ -301,17 +316,10 @@ func (s *Service) buildAccount(c *config.Account) (*account.Account, error) {
 		LocalIPs:       s.localIPs,
 		CommandTimeout: g.Timeouts.SMTP,
 		Dial:           s.opts.UpstreamDial,
-		Metrics:        s.relayMetrics,
+		Metrics:        s.accountMetrics,
 		Logger:         s.log,
 	})
-	p := pool.New(pool.Config{
-		Max:         c.Pool.MaxConnectionsPerAccount,
-		MaxMessages: c.Pool.MaxMessagesPerConnection,
-		MaxAge:      c.Pool.ConnectionMaxAge,
-		IdleTimeout: c.Pool.ConnectionIdleTimeout,
-		Logger:      s.log.With("account", c.ID),
-	}, dial)
-	return &account.Account{Cfg: c, Tokens: tokens, Pool: p}, nil
+	return account.Runtime{Tokens: tokens, Sessions: sessions}, nil
 }
 
 // Addr is the SMTP listener's address.

@@ -37,14 +37,15 @@ func (s *Service) tokenStore(g config.Global) (*tokenstore.Store, error) {
 	return st, nil
 }
 
-// tokenSource builds the token source of one account (buildAccount).
-func (s *Service) tokenSource(c *config.Account, g config.Global) (*token.Source, error) {
+// tokenSource builds the token source of one account (buildAccount);
+// onBlocked, when not nil, is its token.Config.OnBlocked.
+func (s *Service) tokenSource(c *config.Account, g config.Global, onBlocked func()) (*token.Source, error) {
 	store, err := s.tokenStore(g)
 	if err != nil {
 		return nil, err
 	}
 	cfg := tokenConfig(c, g)
-	cfg.Store, cfg.HTTPClient, cfg.Logger = store, s.opts.HTTPClient, s.log
+	cfg.Store, cfg.HTTPClient, cfg.Logger, cfg.OnBlocked = store, s.opts.HTTPClient, s.log, onBlocked
 	return token.NewSource(cfg)
 }
 
@@ -92,8 +93,8 @@ func (s *Service) tokenSources() []*token.Source {
 	all := s.Reg.All()
 	out := make([]*token.Source, 0, len(all))
 	for _, a := range all {
-		if a.Tokens != nil {
-			out = append(out, a.Tokens)
+		if tk := a.Tokens(); tk != nil {
+			out = append(out, tk)
 		}
 	}
 	return out

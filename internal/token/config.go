@@ -121,6 +121,12 @@ type Config struct {
 	// token is handed out. It must not call back into the Source's Token or
 	// Refresh, which would wait for the request OnRotate is part of.
 	OnRotate func(newRefresh secret.String)
+	// OnBlocked, when set, is called when the account stops getting
+	// tokens: a request ended in needs_consent (ErrFinal), or Disable. The
+	// account's sessions authenticated with an earlier token must then
+	// stop carrying mail at once, rather than until they age out. It is
+	// called outside the Source's lock and must not block.
+	OnBlocked func()
 	// Logger receives this Source's log lines, with an "account" attribute
 	// added. Nil means discard.
 	Logger *slog.Logger

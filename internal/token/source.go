@@ -249,7 +249,11 @@ func (s *Source) run(f *flight, rt secret.String, sent time.Time) {
 		s.cfg.OnRotate(rotated)
 	}
 	if err != nil {
-		s.log.Warn("token request failed", "err", err, "final", errors.Is(err, ErrFinal))
+		final := errors.Is(err, ErrFinal)
+		s.log.Warn("token request failed", "err", err, "final", final)
+		if final && s.cfg.OnBlocked != nil {
+			s.cfg.OnBlocked()
+		}
 	} else {
 		s.log.Debug("token obtained", "expiry", tok.Expiry)
 	}

@@ -111,6 +111,9 @@ func (s *Source) Disable(reason string) {
 	s.mu.Unlock()
 	s.log.Info("account disabled", "reason", reason)
 	s.put(e)
+	if s.cfg.OnBlocked != nil {
+		s.cfg.OnBlocked()
+	}
 }
 
 // Enable undoes Disable.

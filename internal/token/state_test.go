@@ -303,3 +303,36 @@ func TestToken_cancelledWhileHeldByRetryAfterDoesNotWait(t *testing.T) {
 		t.Errorf("held account: %v after %v; want the held error at once", err, time.Since(start))
 	}
 }
+
+// TestOnBlocked: the hook runs when the account stops getting tokens
+// (needs_consent, Disable) and not on a transient failure, so that its
+// owner closes sessions authenticated before a revocation (issue 11).
+func TestOnBlocked(t *testing.T) {
+	t.Parallel()
+	revoked := func(w http.ResponseWriter, _ *http.Request, _ int) {
+		reply(w, 400, `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`)
+	}
+	tests := []struct {
+		name    string
+		handler func(http.ResponseWriter, *http.Request, int)
+		act     func(*token.Source)
+		want    int32
+	}{
+		{"revoked", revoked, func(s *token.Source) { s.Token(context.Background()) }, 1},
+		{"disabled", okToken, func(s *token.Source) { s.Disable("") }, 1},
+		{"transient failure", failing(503, ""), func(s *token.Source) { s.Token(context.Background()) }, 0},
+		{"token issued", okToken, func(s *token.Source) { s.Token(context.Background()) }, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			cfg := baseConfig(newEndpoint(t, tc.handler), newClock())
+			cfg.OnBlocked = func() { calls.Add(1) }
+			tc.act(mustSource(t, cfg))
+			if got := calls.Load(); got != tc.want {
+				t.Errorf("OnBlocked called %d times, want %d", got, tc.want)
+			}
+		})
+	}
+}

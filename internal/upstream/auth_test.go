@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/provider"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/saslmech"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/upstream"
 )
@@ -196,11 +197,8 @@ func TestAuth(t *testing.T) {
 			if ae.Reply.Code != tc.code || ae.Reply.Enhanced != tc.enhanced {
 				t.Errorf("reply = %v, want %d %s", ae.Reply, tc.code, tc.enhanced)
 			}
-			if ae.TokenRejected() != tc.rejected {
-				t.Errorf("TokenRejected = %v, want %v", ae.TokenRejected(), tc.rejected)
-			}
-			if ae.PlainRefusal() != tc.plain {
-				t.Errorf("PlainRefusal = %v, want %v", ae.PlainRefusal(), tc.plain)
+			if v := authVerdict(ae); (v == provider.TokenRejected) != tc.rejected || (v == provider.PlainRefusal) != tc.plain {
+				t.Errorf("provider.ClassifyAuth = %d, want token rejected %v, plain refusal %v", v, tc.rejected, tc.plain)
 			}
 			switch {
 			case tc.status == "" && ae.Challenge != nil:
@@ -231,7 +229,7 @@ func TestAuth_retryAfterRejectedToken(t *testing.T) {
 		S: 235 2.7.0 Accepted`)
 	c := mustDial(t, s, nil)
 	var ae *upstream.AuthError
-	if err := c.Auth(context.Background(), upstream.MechXOAUTH2, user, token); !errors.As(err, &ae) || !ae.TokenRejected() {
+	if err := c.Auth(context.Background(), upstream.MechXOAUTH2, user, token); !errors.As(err, &ae) || authVerdict(ae) != provider.TokenRejected {
 		t.Fatalf("first Auth = %v, want a rejected token", err)
 	}
 	if err := c.Auth(context.Background(), upstream.MechXOAUTH2, user, fresh); err != nil {
@@ -276,4 +274,9 @@ func TestAuth_failures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// authVerdict is what the account layer reads from a refused AUTH.
+func authVerdict(ae *upstream.AuthError) provider.Auth {
+	return provider.ClassifyAuth(ae.Reply, ae.Challenge != nil, ae.Challenge != nil && ae.Challenge.TokenRejected())
 }

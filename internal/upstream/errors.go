@@ -77,10 +77,15 @@ func (e *Error) Unwrap() error {
 // but no reply came back (connection lost, timeout, cancelled context). The
 // server may have accepted the message, so sending it again can deliver it
 // twice (RFC 5321 §4.5.3.2.6 discusses the same race).
+// Any error in err's chain with an Ambiguous() bool method that returns
+// true counts, so that a fake session can report the same.
 func Ambiguous(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.ambiguous
+	var e interface{ Ambiguous() bool }
+	return errors.As(err, &e) && e.Ambiguous()
 }
+
+// Ambiguous reports whether the final dot was sent and no reply came back.
+func (e *Error) Ambiguous() bool { return e.ambiguous }
 
 // AuthError is a refused authentication. The session stays usable: the
 // caller may refresh the token and call Auth again.
@@ -105,24 +110,3 @@ func (e *AuthError) Error() string {
 
 // Unwrap returns the reply, so errors.As finds it.
 func (e *AuthError) Unwrap() error { return e.Reply }
-
-// TokenRejected reports whether the access token itself was refused, so
-// refreshing it and trying once more can help: Gmail's challenge status 400
-// or 401, or Microsoft HVE's 501 5.5.127 ("token will expire soon") and
-// 501 5.5.124 ("invalid XOAUTH2 auth data"), see PROVIDERS.md.
-func (e *AuthError) TokenRejected() bool {
-	if e.Challenge != nil && e.Challenge.TokenRejected() {
-		return true
-	}
-	return e.Reply.Code == 501 && (e.Reply.Enhanced == "5.5.127" || e.Reply.Enhanced == "5.5.124")
-}
-
-// PlainRefusal reports a 535 that gives no reason the proxy could act on:
-// no failure challenge, and not Microsoft's 535 5.7.139 "SMTP AUTH
-// disabled". Microsoft answers a revoked or prematurely expired token this
-// way ("535 5.7.3 Authentication unsuccessful", PROVIDERS.md), but also a
-// mailbox without the right to send: whether a refresh can help depends on
-// whether the token was cached or just issued, which only the caller knows.
-func (e *AuthError) PlainRefusal() bool {
-	return e.Challenge == nil && e.Reply.Code == 535 && e.Reply.Enhanced != "5.7.139"
-}

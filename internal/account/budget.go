@@ -1,0 +1,58 @@
+package account
+
+import (
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
+)
+
+// Budget is one account's sending budgets and cool-downs: the registry's
+// quota.Budget (Options.Budget, kept by account_id, so it outlives
+// reloads by itself) bound to the account and to the limits of its
+// configuration. Without a quota.Budget, or with rate_limiting off for
+// the account, it admits everything and keeps no cool-down.
+type Budget struct {
+	b      quota.Budget
+	id     string
+	limits quota.Limits
+	on     bool
+}
+
+// noTicket is the Ticket when budgets are off: it reserves nothing.
+type noTicket struct{}
+
+func (noTicket) Rcpt() (bool, *quota.Denial) { return false, nil }
+func (noTicket) RcptRefused()                {}
+func (noTicket) Done(bool)                   {}
+
+// Admit reserves one message, or says why not. The ticket reserves each
+// recipient (Rcpt), refunds one the upstream refused (RcptRefused) and
+// ends with the outcome (Done).
+func (b Budget) Admit() (quota.Ticket, *quota.Denial) {
+	if !b.on {
+		return noTicket{}, nil
+	}
+	return b.b.Admit(b.id, b.limits)
+}
+
+// Limits are the account's budgets (zero when off).
+func (b Budget) Limits() quota.Limits { return b.limits }
+
+// CoolDown stops new messages for d because the provider said cause; it
+// reports whether a cool-down started (budgets on, d > 0).
+func (b Budget) CoolDown(cause string, d time.Duration) bool {
+	if !b.on || d <= 0 {
+		return false
+	}
+	b.b.CoolDown(b.id, cause, d)
+	return true
+}
+
+// Status is the account's use of its budgets, for the admin API; false
+// when there is no quota.Budget (dry-run).
+func (b Budget) Status() (quota.Status, bool) {
+	if b.b == nil {
+		return quota.Status{}, false
+	}
+	return b.b.Status(b.id, b.limits), true
+}
