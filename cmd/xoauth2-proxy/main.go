@@ -373,6 +373,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, snap.Summary())
+	switch sample, err := holdsSample(snap.AccountsPath); {
+	case err != nil:
+		return err
+	case sample:
+		return sampleError(snap.AccountsPath) // sample.go
+	}
 	fmt.Fprintln(stdout, "configuration OK")
 	return nil
 }
