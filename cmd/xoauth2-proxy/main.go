@@ -2,16 +2,16 @@
 // speaks AUTH PLAIN/LOGIN send through Gmail and Microsoft 365 mailboxes
 // that accept only OAuth2. See README.md.
 //
-// Usage:
+// Usage (xoauth2-proxy --help; usage.go holds the list):
 //
 //	xoauth2-proxy [serve] [flags]      serve (the default, like the old tool)
-//	xoauth2-proxy demo [flags]         embedded demo against a built-in fake provider
-//	xoauth2-proxy bench [flags]        measure the proxy against direct delivery (README "Benchmark")
-//	xoauth2-proxy check-config [flags] validate config.json and accounts.json
+//	xoauth2-proxy check-config [flags] validate config.json and accounts.json; refuse the sample accounts
 //	xoauth2-proxy hash-password        read a password, print a bcrypt hash for smtp_password
 //	xoauth2-proxy accounts list|add|remove|import  manage accounts (files, or a running proxy with --admin-url)
 //	xoauth2-proxy token EMAIL          fetch a token for the account now; print its expiry and state
 //	xoauth2-proxy send --account EMAIL --to ADDR   one test message through the account's upstream
+//	xoauth2-proxy demo [flags]         embedded demo against a built-in fake provider
+//	xoauth2-proxy bench [flags]        measure the proxy against direct delivery (README "Benchmark")
 //	xoauth2-proxy version
 package main
 
