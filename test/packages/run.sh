@@ -6,10 +6,10 @@
 # keeps edited configuration, and remove and purge leave what README "Install from a package"
 # says. The .rpm files are read with rpm -qp (layout, config flags, scriptlets).
 #
-# Runs as root and changes the system: it installs Debian's rpm and systemd packages if missing,
-# and installs and purges xoauth2-proxy. It refuses to run where xoauth2-proxy or /etc/xoauth2
-# is already there, and leaves the machine as it found it (also on failure), the system user
-# included. Needs no running systemd (CI runs in a container). About 10 s once Go's caches
+# Runs as root and changes the system: it installs Debian's rpm, systemd and shellcheck
+# packages if missing, and installs and purges xoauth2-proxy. It refuses to run where
+# xoauth2-proxy or /etc/xoauth2 is already there, and leaves the machine as it found it (also on
+# failure), the system user included. Needs no running systemd (CI runs in a container). About 10 s once Go's caches
 # are warm; the first run builds nfpm and Go's arm64 standard library (1-2 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,11 +27,16 @@ missing=()
 command -v rpm >/dev/null || missing+=(rpm)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v make >/dev/null || missing+=(make)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "== apt-get install ${missing[*]}"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The maintainer scripts run under dash (Debian) and bash as sh (RHEL): POSIX sh, checked.
+shellcheck packaging/scripts/*.sh packaging/version.sh test/packages/run.sh || fail "shellcheck"
+echo "ok: shellcheck: packaging/scripts, packaging/version.sh, this script"
 
 user=xoauth2-proxy
 if dpkg-query -W -f='${db:Status-Status}' xoauth2-proxy 2>/dev/null | grep -qv '^not-installed$'; then
