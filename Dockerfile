@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # xoauth2-proxy as a static binary on a distroless base: no shell, no package manager, CA
 # certificates included (Gmail, Microsoft and their token endpoints are verified against them),
-# running as the image's non-root user. README "Installation" shows how to run it.
+# running as the image's non-root user. README "Building from source" (Docker) shows how to run it;
+# CI does not build the image (its machines have no container engine).
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src

@@ -36,7 +36,10 @@ them); a running proxy applies the change at its next reload (systemctl reload, 
 and reloads; the bearer token comes from --admin-token-file or XOAUTH2_PROXY_ADMIN_TOKEN.
 "xoauth2-proxy accounts COMMAND -h" lists each command's flags.
 
-` + secretsHelp
+` + secretsHelp + `
+Example:
+  xoauth2-proxy accounts list --accounts /etc/xoauth2/accounts.json
+`
 
 // progressThreshold: imports of more records than this show progress.
 const progressThreshold = 5
@@ -77,10 +80,12 @@ func runAccounts(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	}
 }
 
-// flags registers the flags every accounts command has.
-func (a *accountsCmd) flags(name string) *flag.FlagSet {
+// flags registers the flags every accounts command has, and its -h:
+// head, the flags, example (setUsage).
+func (a *accountsCmd) flags(name, head, example string) *flag.FlagSet {
 	fs := flag.NewFlagSet("accounts "+name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
+	setUsage(fs, head, example)
 	fs.StringVar(&a.c.config, "config", "config.json", "global configuration file (provider defaults for validation)")
 	fs.StringVar(&a.c.accounts, "accounts", "accounts.json", "accounts file to read or change")
 	fs.StringVar(&a.adminURL, "admin-url", "", "work on a running proxy through its admin API, e.g. http://127.0.0.1:9090")
@@ -187,7 +192,9 @@ func (a *accountsCmd) reloadHint(path string) {
 }
 
 func (a *accountsCmd) list(ctx context.Context, args []string) error {
-	fs := a.flags("list")
+	fs := a.flags("list", "usage: xoauth2-proxy accounts list [--json] [flags]\n\n"+
+		"Lists the accounts: from accounts.json, or with --admin-url from a running proxy, with their state.",
+		"xoauth2-proxy accounts list --admin-url http://127.0.0.1:9090 --admin-token-file /etc/xoauth2/admin-token")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	if _, err := a.parse(fs, args); err != nil {
 		return err
@@ -281,7 +288,9 @@ func (a *accountsCmd) store(o importOptions) (importer.Store, importer.Check, st
 }
 
 func (a *accountsCmd) add(ctx context.Context, args []string) error {
-	fs := a.flags("add")
+	fs := a.flags("add", "usage: xoauth2-proxy accounts add --email ADDR --client-id ID --refresh-token-file PATH [flags]\n\n"+secretsHelp,
+		"xoauth2-proxy accounts add --accounts /etc/xoauth2/accounts.json --email sales@example.com "+
+			"--client-id ID.apps.googleusercontent.com --client-secret-file secret.txt --refresh-token-file token.txt")
 	var o importOptions
 	o.register(fs, false)
 	var r config.AccountRecord
@@ -298,10 +307,6 @@ func (a *accountsCmd) add(ctx context.Context, args []string) error {
 	fs.StringVar(&r.TokenURL, "token-url", "", "oauth_token_url; default: the provider's (login.live.com for personal Microsoft domains)")
 	fs.StringVar(&r.Endpoint, "endpoint", "", "oauth_endpoint, upstream host:port; default: the provider's")
 	smtpPassword.register(fs, "smtp-password", "smtp_password: a bcrypt hash from hash-password (plain text works, with a warning)")
-	fs.Usage = func() {
-		fmt.Fprint(a.stderr, "usage: xoauth2-proxy accounts add --email ADDR --client-id ID --refresh-token-file PATH [flags]\n\n"+secretsHelp+"\n")
-		fs.PrintDefaults()
-	}
 	pos, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -337,7 +342,9 @@ func (a *accountsCmd) add(ctx context.Context, args []string) error {
 }
 
 func (a *accountsCmd) remove(ctx context.Context, args []string) error {
-	fs := a.flags("remove")
+	fs := a.flags("remove", "usage: xoauth2-proxy accounts remove [flags] EMAIL|ACCOUNT_ID...\n\n"+
+		"Removes the accounts from accounts.json, or with --admin-url from a running proxy.",
+		"xoauth2-proxy accounts remove --accounts /etc/xoauth2/accounts.json sales@example.com")
 	names, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -400,7 +407,10 @@ func (a *accountsCmd) remove(ctx context.Context, args []string) error {
 }
 
 func (a *accountsCmd) importFile(ctx context.Context, args []string) error {
-	fs := a.flags("import")
+	fs := a.flags("import", "usage: xoauth2-proxy accounts import [flags] FILE|-\n\n"+
+		"Adds the accounts of an import file, one per line in the old tool's format:\n"+
+		"email,account_id,refresh_token,client_id[,client_secret][,ip_address]",
+		"xoauth2-proxy accounts import --accounts /etc/xoauth2/accounts.json accounts.csv")
 	var o importOptions
 	o.register(fs, true)
 	pos, err := a.parse(fs, args)

@@ -2,16 +2,16 @@
 // speaks AUTH PLAIN/LOGIN send through Gmail and Microsoft 365 mailboxes
 // that accept only OAuth2. See README.md.
 //
-// Usage:
+// Usage (xoauth2-proxy --help; usage.go holds the list):
 //
 //	xoauth2-proxy [serve] [flags]      serve (the default, like the old tool)
-//	xoauth2-proxy demo [flags]         embedded demo against a built-in fake provider
-//	xoauth2-proxy bench [flags]        measure the proxy against direct delivery (README "Benchmark")
-//	xoauth2-proxy check-config [flags] validate config.json and accounts.json
+//	xoauth2-proxy check-config [flags] validate config.json and accounts.json; refuse the sample accounts
 //	xoauth2-proxy hash-password        read a password, print a bcrypt hash for smtp_password
 //	xoauth2-proxy accounts list|add|remove|import  manage accounts (files, or a running proxy with --admin-url)
 //	xoauth2-proxy token EMAIL          fetch a token for the account now; print its expiry and state
 //	xoauth2-proxy send --account EMAIL --to ADDR   one test message through the account's upstream
+//	xoauth2-proxy demo [flags]         embedded demo against a built-in fake provider
+//	xoauth2-proxy bench [flags]        measure the proxy against direct delivery (README "Benchmark")
 //	xoauth2-proxy version
 package main
 
@@ -48,40 +48,28 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := "serve"
+	if len(args) > 0 && isHelp(args[0]) { // usage.go
+		if len(args) > 1 { // "help COMMAND" is "COMMAND -h"
+			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+		}
+		printUsage(stdout)
+		return 0
+	}
+	name := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+		name, args = args[0], args[1:]
 	}
 	var err error
-	switch cmd {
-	case "serve":
-		err = serve(args, stderr)
-	case "demo":
-		err = runDemo(args, stdout, stderr)
-	case "bench":
-		err = runBench(args, stdout, stderr)
-	case "bench-upstream":
-		// Not for people: bench starts it as the fake provider's process
-		// and talks to it over stdin and stdout.
+	if name == "bench-upstream" {
+		// Not for people, so not in commands(): bench starts it as the
+		// fake provider's process and talks to it over stdin and stdout.
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		err = bench.ServeUpstream(ctx, stdin, stdout)
 		stop()
-	case "check-config":
-		err = checkConfig(args, stdout, stderr)
-	case "hash-password":
-		err = hashPassword(args, stdin, stdout, stderr)
-	case "accounts":
-		err = runAccounts(args, stdin, stdout, stderr)
-	case "token":
-		err = runToken(args, stdout, stderr)
-	case "send":
-		err = runSend(args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "xoauth2-proxy", version)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: xoauth2-proxy [serve|demo|bench|check-config|hash-password|accounts|token|send|version] [flags]")
-	default:
-		fmt.Fprintf(stderr, "xoauth2-proxy: unknown command %q (try: serve, demo, bench, check-config, hash-password, accounts, token, send, version)\n", cmd)
+	} else if c, ok := lookup(name); ok {
+		err = c.run(args, stdin, stdout, stderr)
+	} else {
+		fmt.Fprintf(stderr, "xoauth2-proxy: unknown command %q (try: %s; or --help)\n", name, commandNames())
 		return 2
 	}
 	if errors.Is(err, flag.ErrHelp) {
@@ -208,6 +196,9 @@ func serve(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
+	setUsage(fs, "usage: xoauth2-proxy [serve] [flags]\n\n"+
+		"Relays mail: clients log in with AUTH PLAIN/LOGIN as one of the accounts, and each message goes\n"+
+		"to Gmail or Microsoft 365 over that account's OAuth2 session. Runs until SIGTERM; SIGHUP reloads.", serveExample)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -301,6 +292,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Dir, "dir", "", "directory for the generated files (default: a temporary one)")
 	fs.BoolVar(&o.KeepRunning, "keep-running", false, "keep the proxy and fake provider running after the batch")
 	fs.BoolVar(&verbose, "v", false, "log every message and session")
+	setUsage(fs, "usage: xoauth2-proxy demo [flags]\n\n"+
+		"Runs the proxy in front of a built-in fake provider on loopback, sends a batch of test mail\n"+
+		"through it and prints what happened. Nothing leaves the machine.", "xoauth2-proxy demo -accounts 5 -keep-running")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -335,6 +329,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.NoRelay, "no-relay", false, "without --latency: no relay hop to the provider (round trips are then not counted)")
 	fs.BoolVar(&o.ProviderInProcess, "provider-in-process", false, "run the fake provider and relay in the bench process with the load client, not in a process of their own")
 	fs.StringVar(&o.ProxyLogLevel, "proxy-log-level", "info", "the proxy's --log-level (its log goes to a temporary file)")
+	setUsage(fs, "usage: xoauth2-proxy bench [flags]\n\n"+
+		"Measures messages per minute, latency and CPU through the proxy against direct delivery, both\n"+
+		"to a fake provider on loopback (README \"Benchmark\").", "xoauth2-proxy bench --duration 10s --tls")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -362,6 +359,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
+	setUsage(fs, "usage: xoauth2-proxy check-config [--config FILE] [--accounts FILE]\n\n"+
+		"Reads the files as serve would and lists every problem, by file, account and field; exits 1 on\n"+
+		"any, and on the sample accounts file the packages install. Contacts no provider.", checkExample)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -373,6 +373,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, snap.Summary())
+	switch sample, err := holdsSample(snap.AccountsPath); {
+	case err != nil:
+		return err
+	case sample:
+		return sampleError(snap.AccountsPath) // sample.go
+	}
 	fmt.Fprintln(stdout, "configuration OK")
 	return nil
 }
@@ -380,12 +386,11 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: xoauth2-proxy hash-password < password.txt\n\n"+
-			"Prints a bcrypt hash for smtp_password. The password comes from a prompt that does not echo\n"+
-			"on a terminal, else from the first line of stdin; never from the command line, where every\n"+
-			"local user can read it in the process list and it stays in the shell's history.\n")
-	}
+	setUsage(fs, "usage: xoauth2-proxy hash-password < password.txt\n\n"+
+		"Prints a bcrypt hash for smtp_password. The password comes from a prompt that does not echo\n"+
+		"on a terminal, else from the first line of stdin; never from the command line, where every\n"+
+		"local user can read it in the process list and it stays in the shell's history.",
+		"xoauth2-proxy hash-password          # type the password at the prompt; put the hash in smtp_password")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

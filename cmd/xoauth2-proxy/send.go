@@ -28,12 +28,11 @@ func (l *addrList) Set(v string) error {
 func runSend(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xoauth2-proxy send --account EMAIL --to ADDR [flags]\n\n"+
-			"Sends one test message through the account's real upstream path (token, session, AUTH, as the\n"+
-			"proxy opens them) and prints every reply of the provider.")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "usage: xoauth2-proxy send --account EMAIL --to ADDR [flags]\n\n"+
+		"Sends one test message through the account's real upstream path (token, session, AUTH, as the\n"+
+		"proxy opens them) and prints every reply of the provider.",
+		"sudo -u xoauth2-proxy xoauth2-proxy send --config /etc/xoauth2/config.json --accounts /etc/xoauth2/accounts.json "+
+			"--account sales@example.com --to you@example.net")
 	var p probeFlags
 	p.register(fs, 2*time.Minute)
 	var m probe.Message

@@ -62,11 +62,9 @@ func (p *probeFlags) open(stderr io.Writer) (*probe.Probe, context.Context, func
 func runToken(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xoauth2-proxy token [flags] EMAIL|ACCOUNT_ID\n\n"+
-			"Makes a token request for the account now, as the proxy would, and prints the token's expiry and state.")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "usage: xoauth2-proxy token [flags] EMAIL|ACCOUNT_ID\n\n"+
+		"Makes a token request for the account now, as the proxy would, and prints the token's expiry and state.",
+		"sudo -u xoauth2-proxy xoauth2-proxy token --config /etc/xoauth2/config.json --accounts /etc/xoauth2/accounts.json sales@example.com")
 	var p probeFlags
 	p.register(fs, 30*time.Second)
 	show := fs.Bool("show", false, "print the access token itself (it grants access to the mailbox: mind your terminal and shell history)")
