@@ -292,6 +292,29 @@ func (r *Registry) Find(name string) *Account {
 	return nil
 }
 
+// Current returns the account a client that authenticated as a sends
+// as now: a itself, or, after a reload edited it, the account with its
+// account_id in the current set, as long as what the client proved at
+// AUTH still holds there (same email, same smtp_password, enabled) and
+// it is the same account (the same runtime state, kept by account_id).
+// An edit of vmta_name, budgets or the upstream side thus does not make
+// PowerMTA's open connections log in again. nil: the account was removed,
+// disabled or its password or email changed; the client must log in
+// again.
+func (r *Registry) Current(a *Account) *Account {
+	if !a.Removed() {
+		return a
+	}
+	n := r.cur.Load().byID[a.Cfg.ID]
+	if n == nil || n.State != a.State || n.Cfg.Disabled ||
+		!strings.EqualFold(n.Cfg.Email, a.Cfg.Email) ||
+		n.Cfg.PasswordHashed != a.Cfg.PasswordHashed ||
+		subtle.ConstantTimeCompare([]byte(n.Cfg.SMTPPassword.Reveal()), []byte(a.Cfg.SMTPPassword.Reveal())) != 1 {
+		return nil
+	}
+	return n
+}
+
 // All returns every account, disabled ones included, in file order.
 func (r *Registry) All() []*Account { return r.cur.Load().accounts }
 

@@ -254,3 +254,51 @@ func TestBudget_boundToTheAccount(t *testing.T) {
 		t.Errorf("Status = %+v, %v", st, ok)
 	}
 }
+
+// TestCurrent: a client authenticated as an account goes on as the
+// edited account while what it proved at AUTH holds there; otherwise it
+// must log in again.
+func TestCurrent(t *testing.T) {
+	t.Parallel()
+	base := config.Account{ID: "a", Email: "a@example.com", SMTPAddr: "one.example:587", VMTAName: "v1",
+		SMTPPassword: secret.New("pw")}
+	cases := []struct {
+		name string
+		edit func(c *config.Account) []config.Account // the next set
+		same bool                                     // Current gives the edited account
+	}{
+		{"unchanged", func(c *config.Account) []config.Account { return []config.Account{*c} }, true},
+		{"vmta_name", func(c *config.Account) []config.Account { c.VMTAName = "v2"; return []config.Account{*c} }, true},
+		{"endpoint", func(c *config.Account) []config.Account { c.SMTPAddr = "two.example:587"; return []config.Account{*c} }, true},
+		{"password", func(c *config.Account) []config.Account {
+			c.SMTPPassword = secret.New("pw2")
+			return []config.Account{*c}
+		}, false},
+		{"email", func(c *config.Account) []config.Account { c.Email = "b@example.com"; return []config.Account{*c} }, false},
+		{"disabled", func(c *config.Account) []config.Account { c.Disabled = true; return []config.Account{*c} }, false},
+		{"removed", func(*config.Account) []config.Account { return nil }, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := &builder{}
+			r, err := account.NewRegistry(snapOf(base), b.build, account.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			old := r.Find("a")
+			c := base
+			if _, err := r.Replace(snapOf(tc.edit(&c)...), b.build); err != nil {
+				t.Fatal(err)
+			}
+			got := r.Current(old)
+			switch {
+			case tc.same && (got == nil || got != r.Find("a")):
+				t.Errorf("Current = %v, want the edited account", got)
+			case !tc.same && got != nil:
+				t.Errorf("Current = %v, want nil: the client must log in again", got.Cfg)
+			}
+		})
+	}
+}

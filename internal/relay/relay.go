@@ -89,11 +89,13 @@ func (s *sender) Name() string { return s.a.Cfg.ID }
 
 // Begin implements smtpd.Sender: admission against the account's in-flight cap.
 func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) {
-	if s.a.Removed() || s.a.Cfg.Disabled {
-		// A reload removed, changed or disabled the account after this
-		// client authenticated: it must log in again to see the new set.
+	cur := s.r.reg.Current(s.a)
+	if cur == nil || cur.Cfg.Disabled {
+		// A reload removed or disabled the account, or changed what the
+		// client proved at AUTH: it must log in again.
 		return nil, refusal(s.a.Cfg.Email, errAccountGone, c.ID)
 	}
+	s.a = cur // an edit that kept the account: go on with its new settings
 	tk, d := s.r.admitBudget(s.a)
 	if d != nil {
 		return nil, refusal(s.a.Cfg.Email, d, c.ID)

@@ -121,3 +121,36 @@ func TestReload_racingTrafficLosesNothing(t *testing.T) {
 		t.Fatal("no traffic flowed")
 	}
 }
+
+// TestReload_editKeepsAuthenticatedClients: an edit that leaves what a
+// client proved at AUTH alone (here vmta_name and the message cap) does
+// not make its open connection log in again: PowerMTA's sessions go on
+// sending, under the new settings. Changing the password, the email, or
+// disabling the account still does (TestReload_addChangeRemove,
+// TestAdmin_patchDisableEnable).
+func TestReload_editKeepsAuthenticatedClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.dial(t)
+	c.authPlain(userA, password, "235")
+	c.deliver(userA, "r@example.net", "before\r\n")
+
+	accts := cloneAccts(e.accts)
+	accts[0]["vmta_name"] = "vmta-renamed"
+	accts[0]["max_concurrent_messages"] = 7
+	e.writeAccounts(t, accts)
+	if err := e.svc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c.deliver(userA, "r@example.net", "after\r\n")
+
+	accts[0]["email"] = "alice2@example.com"
+	e.writeAccounts(t, accts)
+	if err := e.svc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd("MAIL FROM:<"+userA+">", "451 4.7.1")
+	if st := e.fp.Stats(); st.Messages != 2 {
+		t.Errorf("provider has %d messages, want 2", st.Messages)
+	}
+}
