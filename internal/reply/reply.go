@@ -108,6 +108,13 @@ func (r Reply) WithText(text string) Reply {
 // gets a generic temporary failure carrying ref, an identifier operators can
 // find in the log.
 func FromError(err error, ref string) Reply {
+	return FromErrorOr(err, New(451, "4.3.0", withRef("local error, try again later", ref)))
+}
+
+// FromErrorOr is FromError with the reply for a local failure given: a
+// stage whose RFC names another code for it (AUTH: 454 4.7.0, RFC 4954
+// §6) passes its own.
+func FromErrorOr(err error, local Reply) Reply {
 	var r Reply
 	if errors.As(err, &r) {
 		return r
@@ -116,11 +123,14 @@ func FromError(err error, ref string) Reply {
 	if errors.As(err, &rp) && rp != nil {
 		return *rp
 	}
-	text := "local error, try again later"
+	return local
+}
+
+func withRef(text, ref string) string {
 	if ref != "" {
 		text += " (ref " + ref + ")"
 	}
-	return New(451, "4.3.0", text)
+	return text
 }
 
 // SplitEnhanced reads an enhanced status code from the start of the first text line

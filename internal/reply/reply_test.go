@@ -42,6 +42,13 @@ func TestFromError(t *testing.T) {
 	if got.Code != 451 || got.Enhanced != "4.3.0" || got.Text() != "local error, try again later (ref c1.m2)" {
 		t.Errorf("generic = %v", got)
 	}
+	local := reply.New(454, "4.7.0", "Temporary authentication failure")
+	if got := reply.FromErrorOr(errors.New("internal"), local); got.Code != 454 || got.Text() != local.Text() {
+		t.Errorf("FromErrorOr, local failure = %v, want %v", got, local)
+	}
+	if got := reply.FromErrorOr(fmt.Errorf("wrap: %w", &r), local); got.Code != 552 {
+		t.Errorf("FromErrorOr lost a *Reply in the chain: %v", got)
+	}
 }
 
 func TestSplitEnhanced(t *testing.T) {

@@ -115,10 +115,7 @@ func (c *conn) auth(ctx context.Context, arg string) {
 	}
 	sender, err := c.login(ctx, at, user, pass)
 	if err != nil {
-		r := reply.FromError(err, c.info.ID)
-		if r.Code == 451 && r.Enhanced == "4.3.0" {
-			r = reply.New(454, "4.7.0", "Temporary authentication failure (ref "+c.info.ID+")")
-		}
+		r := c.authReply(err)
 		if r.Code == 535 {
 			c.srv.auth.fail(at) // counted in login already: a no-op
 			c.authFailed(ctx, start, r)
@@ -168,12 +165,18 @@ func (c *conn) login(ctx context.Context, at *attempt, user, pass string) (Sende
 	}
 	defer c.srv.gate.release()
 	sender, err := c.srv.backend.Login(ctx, &c.info, user, pass)
-	if err != nil && reply.FromError(err, c.info.ID).Code == 535 {
+	if err != nil && c.authReply(err).Code == 535 {
 		// Counted before the slot goes on, so that the next waiter is
 		// chosen knowing this failure.
 		c.srv.auth.fail(at)
 	}
 	return sender, err
+}
+
+// authReply is the client's reply for a failed Login: the error's own
+// reply, or for a local failure RFC 4954's temporary one.
+func (c *conn) authReply(err error) reply.Reply {
+	return reply.FromErrorOr(err, reply.New(454, "4.7.0", "Temporary authentication failure (ref "+c.info.ID+")"))
 }
 
 // authFailed answers a failed AUTH with r once AuthFailureDelay has passed

@@ -456,3 +456,26 @@ func TestAuth_queueTimeout(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestAuth_backendErrors: a reply from the backend reaches the client as
+// it is; any other error becomes RFC 4954's temporary failure, 454
+// 4.7.0, without its text.
+func TestAuth_backendErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ user, want string }{
+		{"temp", "454 4.7.0 token endpoint unavailable"},
+		{"oops", "454 4.7.0 Temporary authentication failure (ref "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.user, func(t *testing.T) {
+			t.Parallel()
+			c := dial(t, startServer(t, smtpd.Config{}, &fakeBackend{}))
+			c.expect("220 ")
+			c.ehlo()
+			c.send("AUTH PLAIN " + plain(tc.user, "pw") + "\r\n")
+			if l := c.expect(tc.want); strings.Contains(l, "secret") {
+				t.Errorf("reply %q carries the error's text", l)
+			}
+		})
+	}
+}
