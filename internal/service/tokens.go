@@ -54,7 +54,7 @@ func (s *Service) tokenSource(c *config.Account, g config.Global, onBlocked func
 func tokenConfig(c *config.Account, g config.Global) token.Config {
 	cfg := token.Config{
 		Account:       c.ID,
-		AuthType:      token.AuthType(c.AuthType),
+		AuthType:      c.AuthType,
 		TokenURL:      c.TokenURL,
 		ClientID:      c.ClientID,
 		ClientSecret:  c.ClientSecret,
@@ -84,7 +84,7 @@ func refresherOptions(t config.Tokens) token.RefresherOptions {
 	return token.RefresherOptions{
 		Workers:      t.RefreshWorkers,
 		FetchWorkers: t.FetchWorkers,
-		Prewarm:      token.Prewarm(t.Prewarm),
+		Prewarm:      t.Prewarm,
 	}
 }
 

@@ -116,8 +116,7 @@ func (c *conn) auth(ctx context.Context, arg string) {
 	sender, err := c.login(ctx, at, user, pass)
 	if err != nil {
 		r := c.authReply(err)
-		if r.Code == 535 {
-			c.srv.auth.fail(at) // counted in login already: a no-op
+		if r.Code == 535 { // login counted the failure
 			c.authFailed(ctx, start, r)
 			return
 		}
