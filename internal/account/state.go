@@ -18,6 +18,11 @@ type Conn interface {
 	Batch(ctx context.Context, cmds []upstream.Cmd) ([]reply.Reply, error)
 	// Body streams a message after a 354 and returns the final reply.
 	Body(ctx context.Context, r io.Reader) (reply.Reply, error)
+	// Chunking reports that the session can take the body with BDAT
+	// (CHUNKING and PIPELINING offered), and BodyChunked sends it so,
+	// without a DATA command: one round trip for the body.
+	Chunking() bool
+	BodyChunked(ctx context.Context, r io.Reader) (reply.Reply, error)
 	// Reset ends a transaction left half-way (RSET).
 	Reset(ctx context.Context) error
 	// Extension reports an EHLO keyword and its parameter.

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"hash"
+	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -62,6 +64,13 @@ func (s *session) cmdData(arg string) {
 		s.closed = true
 		return
 	}
+	s.finishMessage()
+}
+
+// finishMessage ends the body of the current transaction (after DATA's
+// final dot or BDAT LAST) and answers it.
+func (s *session) finishMessage() {
+	b := &s.body
 	b.finish()
 	t := s.t
 	s.t = txn{}
@@ -94,6 +103,9 @@ func (s *session) cmdData(arg string) {
 		SHA256:     [32]byte(b.h.Sum(s.sum[:0])),
 	}
 	b.data = nil
+	if t.bdat {
+		s.p.chunkedMessages.Add(1)
+	}
 	s.p.deliver(m)
 	if s.p.log.Enabled(context.Background(), slog.LevelInfo) { // spare the benchmark the argument boxing
 		s.p.log.Info("message", "conn_id", s.id, "msg_id", m.ID, "account", m.AuthUser, "size", m.Size, "rcpts", len(m.Rcpts))
@@ -192,4 +204,85 @@ func (b *body) emit(p []byte) {
 	if b.keep {
 		b.data = append(b.data, p...)
 	}
+}
+
+// cmdBdat implements RFC 3030: "BDAT <size> [LAST]" followed by exactly
+// size bytes, taken as they are (no dot-stuffing). Each chunk gets a
+// reply; LAST ends the message and gets the final one. The DATA-stage
+// faults apply at the first chunk, the body faults after it.
+func (s *session) cmdBdat(arg string) {
+	if !s.p.opts.Chunking {
+		s.reply(502, "5.5.1", "Unrecognized command.")
+		return
+	}
+	sizeArg, rest, _ := strings.Cut(arg, " ")
+	size, err := strconv.ParseInt(sizeArg, 10, 64)
+	last := strings.EqualFold(strings.TrimSpace(rest), "LAST")
+	if err != nil || size < 0 || (rest != "" && !last) {
+		// The chunk's length is unknown: nothing can be read reliably.
+		s.reply(501, "5.5.4", "Syntax: BDAT <size> [LAST]")
+		s.closed = true
+		return
+	}
+	refuse := func(code int, enhanced, text string) {
+		// The chunk is read and thrown away (RFC 3030 §3).
+		if _, err := io.CopyN(io.Discard, s.r, size); err != nil {
+			s.closed = true
+			return
+		}
+		s.reply(code, enhanced, text)
+	}
+	first := !s.t.bdat
+	switch {
+	case !s.t.active:
+		refuse(503, "5.5.1", "need MAIL command")
+		return
+	case len(s.t.rcpts) == 0:
+		refuse(554, "5.5.1", "Error: no valid recipients")
+		return
+	case first && s.t.fx.dropAtData:
+		s.drop("drop-at-data")
+		return
+	case first && s.t.fx.stallAtData:
+		s.stall("stall-at-data")
+		return
+	case first && s.t.fx.dataCmd != nil:
+		r := *s.t.fx.dataCmd
+		s.t = txn{}
+		refuse(r.Code, r.Enhanced, strings.Join(r.Lines, " "))
+		return
+	}
+	b := &s.body
+	if first {
+		s.t.bdat = true
+		*b = body{h: b.h, keep: !s.p.opts.DiscardBodies, max: s.p.opts.MaxMessageBytes}
+		b.h.Reset()
+	}
+	if fx := &s.t.fx; fx.dropInBody || fx.stallInBody || fx.resetInBody {
+		switch {
+		case fx.resetInBody:
+			s.reset("reset-in-body")
+		case fx.stallInBody:
+			s.freeze("stall-in-body")
+		default:
+			s.drop("drop-in-body")
+		}
+		s.closed = true
+		return
+	}
+	for remaining := size; remaining > 0; {
+		piece, err := s.r.Peek(int(min(remaining, int64(s.r.Size()))))
+		if len(piece) == 0 && err != nil {
+			s.closed = true
+			return
+		}
+		b.write(piece)
+		s.r.Discard(len(piece))
+		remaining -= int64(len(piece))
+	}
+	if !last {
+		s.reply(250, "2.0.0", strconv.FormatInt(size, 10)+" octets received")
+		return
+	}
+	s.finishMessage()
 }

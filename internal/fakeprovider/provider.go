@@ -46,6 +46,10 @@ type Options struct {
 	RequireTLSForAuth bool
 	// NoPipelining leaves PIPELINING out of the EHLO reply.
 	NoPipelining bool
+	// Chunking offers CHUNKING (RFC 3030 BDAT), as Gmail and Exchange
+	// Online do. Off by default, so that the DATA-stage faults of the
+	// tests (chosen by recipient) meet the DATA command they name.
+	Chunking bool
 	// No8BITMIME leaves 8BITMIME out of the EHLO reply, and MAIL FROM
 	// with a BODY= parameter then gets 555 5.5.4 (RFC 6152 §2: a client
 	// must not use it unless offered).
@@ -126,6 +130,8 @@ type Stats struct {
 	SessionFaults int64
 	// Quits counts sessions the client ended with QUIT (not a plain close).
 	Quits int64
+	// ChunkedMessages counts delivered messages that came with BDAT.
+	ChunkedMessages int64
 }
 
 // Provider is a running fake provider. Create it with Start.
@@ -139,16 +145,17 @@ type Provider struct {
 	wg      sync.WaitGroup // accept loop, HTTP server, SMTP sessions
 	httpWG  sync.WaitGroup // HTTP connections, counted by ConnState
 
-	connSeq        atomic.Int64
-	tlsHandshakes  atomic.Int64
-	tlsResumed     atomic.Int64
-	connections    atomic.Int64
-	logins         atomic.Int64
-	loginFailures  atomic.Int64
-	tokenRequests  atomic.Int64
-	tokenRefreshes atomic.Int64
-	sessionFaults  atomic.Int64
-	quits          atomic.Int64
+	connSeq         atomic.Int64
+	tlsHandshakes   atomic.Int64
+	tlsResumed      atomic.Int64
+	connections     atomic.Int64
+	logins          atomic.Int64
+	loginFailures   atomic.Int64
+	tokenRequests   atomic.Int64
+	tokenRefreshes  atomic.Int64
+	sessionFaults   atomic.Int64
+	quits           atomic.Int64
+	chunkedMessages atomic.Int64 // delivered with BDAT
 
 	mu           sync.Mutex
 	closed       bool
@@ -351,6 +358,7 @@ func (p *Provider) Stats() Stats {
 		TLSResumed:                   p.tlsResumed.Load(),
 		SessionFaults:                p.sessionFaults.Load(),
 		Quits:                        p.quits.Load(),
+		ChunkedMessages:              p.chunkedMessages.Load(),
 	}
 }
 

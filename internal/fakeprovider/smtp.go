@@ -90,6 +90,7 @@ type session struct {
 // txn is the mail transaction between MAIL and the end of DATA or RSET.
 type txn struct {
 	active bool
+	bdat   bool // a BDAT chunk was received: the body is being assembled
 	from   string
 	params []string
 	rcpts  []string
@@ -250,6 +251,8 @@ func (s *session) dispatch(line []byte) {
 		s.cmdRcpt(arg)
 	case "DATA":
 		s.cmdData(arg)
+	case "BDAT":
+		s.cmdBdat(arg)
 	case "RSET":
 		s.t = txn{}
 		s.reply(250, "2.1.5", "Flushed")
@@ -301,6 +304,9 @@ func (s *session) cmdHello(verb, arg string) {
 	}
 	if !o.NoSMTPUTF8 {
 		b = append(b, "250-SMTPUTF8\r\n"...)
+	}
+	if o.Chunking {
+		b = append(b, "250-CHUNKING\r\n"...)
 	}
 	// The last line carries a space, not a hyphen, after the code.
 	last := bytes.LastIndex(b[:len(b)-2], []byte("\r\n")) + 2

@@ -33,7 +33,13 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 	}
 	sess := t.lease.Session()
 	cr := &countingReader{r: r}
-	rp, err := sess.Body(ctx, cr)
+	var rp reply.Reply
+	var err error
+	if t.state.chunked {
+		rp, err = sess.BodyChunked(ctx, cr)
+	} else {
+		rp, err = sess.Body(ctx, cr)
+	}
 	t.out.size = cr.n
 	switch {
 	case cr.err != nil:

@@ -37,6 +37,7 @@ type fakeConn struct {
 	broken   bool
 	sent     [][]upstream.Cmd // every Batch's commands
 	bodies   int
+	chunked  int // of bodies, sent with BDAT
 	resets   int
 	bodySeen []byte
 }
@@ -69,6 +70,20 @@ func (c *fakeConn) Body(_ context.Context, r io.Reader) (reply.Reply, error) {
 		c.broken = true
 	}
 	return c.body, c.bodyErr
+}
+
+func (c *fakeConn) Chunking() bool {
+	_, chunking := c.ext["CHUNKING"]
+	_, pipelining := c.ext["PIPELINING"]
+	return chunking && pipelining
+}
+
+// BodyChunked is Body over BDAT; chunked counts its calls.
+func (c *fakeConn) BodyChunked(ctx context.Context, r io.Reader) (reply.Reply, error) {
+	c.mu.Lock()
+	c.chunked++
+	c.mu.Unlock()
+	return c.Body(ctx, r)
 }
 
 func (c *fakeConn) Reset(context.Context) error { c.mu.Lock(); c.resets++; c.mu.Unlock(); return nil }

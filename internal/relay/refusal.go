@@ -49,7 +49,11 @@ func (e tooManyRcpts) Error() string {
 // The replies that are the same for everyone, made once: the envelope path
 // uses them for every command of a broken transaction.
 var (
-	errLost      = reply.New(451, "4.4.2", "Upstream connection lost, try again later")
+	errLost = reply.New(451, "4.4.2", "Upstream connection lost, try again later")
+	// mailAccepted answers a MAIL kept for the first RCPT (txn.deferMail).
+	mailAccepted = reply.New(250, "2.1.0", "Sender OK")
+	// dataGoAhead answers a DATA whose body goes as BDAT (txn.finishData).
+	dataGoAhead  = reply.New(354, "", "Go ahead")
 	errNoSender  = reply.New(503, "5.5.1", "Sender not accepted")
 	errAmbiguous = reply.New(451, "4.4.2", "Upstream connection lost after the message was sent; it may or may not have been delivered")
 )

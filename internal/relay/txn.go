@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,19 @@ type txn struct {
 
 // txnState is what the upstream side of the transaction has come to.
 type txnState struct {
-	answered  bool // some upstream reply was read: Close must RSET before reuse
+	sent     bool // a batch went upstream (the stale-session retry is for the first only)
+	answered bool // some upstream reply was read: Close must RSET before reuse
+	// mail is the MAIL command accepted here and not yet sent: a client
+	// that does not pipeline sends MAIL alone, and it goes upstream with
+	// the first RCPT, whose reply then carries the upstream's verdict on
+	// both (one round trip fewer per message).
+	mail *upstream.Cmd
+	// refused is the upstream's refusal of a MAIL accepted here: it is
+	// every later command's answer.
+	refused *reply.Reply
+	// chunked: DATA was answered 354 here and the body goes as BDAT
+	// (account.Conn.Chunking).
+	chunked   bool
 	broken    bool // the upstream session failed; later commands get 451
 	ambiguous bool // the dot was sent and the final reply lost
 }
@@ -84,8 +97,13 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 		}
 		return out
 	}
-	first := t.lease == nil
-	if first {
+	if t.state.refused != nil {
+		for i := range out {
+			out[i] = *t.state.refused
+		}
+		return out
+	}
+	if t.lease == nil {
 		if rp := t.open(ctx); rp != nil {
 			t.state.broken = true
 			fillFailure(out, *rp)
@@ -95,14 +113,35 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 	b := &t.batch
 	b.reset(len(cmds))
 	t.reserveRcpts(cmds, out)
-	b.cmds = translate(t.lease.Session(), cmds, out, b.local, b.cmds)
+	sess := t.lease.Session()
+	b.cmds = translate(sess, cmds, out, b.local, b.cmds)
+	if t.deferMail(sess, cmds, out) {
+		return out
+	}
+	deferred := t.state.mail != nil
+	if deferred {
+		b.cmds = slices.Insert(b.cmds, 0, *t.state.mail)
+		t.state.mail = nil
+	}
+	data := t.localData(sess, cmds, out)
+	if len(b.cmds) == 0 {
+		// Everything was answered here (over budget, refused parameters).
+		t.finishData(data, out)
+		return out
+	}
+	first := !t.state.sent
+	t.state.sent = true
 	replies, rp, err := t.send(ctx, first, b.cmds)
 	if rp != nil {
 		t.state.broken = true
 		fillFailure(out, *rp)
 		return out
 	}
+	if deferred {
+		replies = t.mailVerdict(replies, cmds, out)
+	}
 	t.readBack(cmds, replies, out)
+	t.finishData(data, out)
 	if err != nil || t.lease.Session().Broken() {
 		// A 421 read in full breaks the session without an error.
 		t.state.broken = true
@@ -111,6 +150,83 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 			"conn_id", t.c.ID, "account", t.a.Cfg.ID, "err", err, "upstream_reply", firstReply(replies))
 	}
 	return out
+}
+
+// deferMail answers here a batch that is a lone MAIL over a session that
+// pipelines, after the local checks (translate's), and keeps the command
+// for the next batch. It reports whether it did.
+func (t *txn) deferMail(sess account.Conn, cmds []smtpd.Command, out []reply.Reply) bool {
+	if len(cmds) != 1 || cmds[0].Verb != smtpd.VerbMail || t.batch.local[0] || len(t.batch.cmds) != 1 {
+		return false
+	}
+	if _, ok := sess.Extension("PIPELINING"); !ok {
+		return false
+	}
+	mail := t.batch.cmds[0]
+	t.state.mail = &mail
+	t.out.from = cmds[0].Addr
+	out[0] = mailAccepted
+	return true
+}
+
+// mailVerdict takes the deferred MAIL's reply off the front of replies.
+// If the upstream refused it, the refusal (as the client's reply) answers
+// every command of the batch and of the transaction from now on, so a
+// RCPT is never reported accepted for a sender that was not.
+func (t *txn) mailVerdict(replies []reply.Reply, cmds []smtpd.Command, out []reply.Reply) []reply.Reply {
+	if len(replies) == 0 {
+		return replies // lost: readBack answers errLost
+	}
+	rp := replies[0]
+	t.state.answered = true
+	t.r.m.upstreamReplies.WithLabelValues("mail", classOf(rp.Code)).Inc()
+	if rp.Positive() {
+		return replies[1:]
+	}
+	refused := t.r.clientReply(t.a, rp)
+	t.state.refused = &refused
+	for i := range cmds {
+		if t.batch.reserved[i] {
+			t.ticket.RcptRefused()
+		}
+		if cmds[i].Verb == smtpd.VerbRcpt {
+			t.out.rcpts++
+		}
+		out[i], t.batch.local[i], t.batch.reserved[i] = refused, true, false
+	}
+	return nil
+}
+
+// localData takes DATA, the last command of cmds, off the batch when the
+// session takes the body as BDAT: its 354 is then given here, once the
+// replies show a recipient accepted (finishData). It returns DATA's index,
+// or -1.
+func (t *txn) localData(sess account.Conn, cmds []smtpd.Command, out []reply.Reply) int {
+	i := len(cmds) - 1
+	if cmds[i].Verb != smtpd.VerbData || t.batch.local[i] || !sess.Chunking() {
+		return -1
+	}
+	t.batch.local[i] = true
+	t.batch.cmds = t.batch.cmds[:len(t.batch.cmds)-1] // translate's DATA, always last
+	return i
+}
+
+// finishData answers a DATA kept here: 354 when some recipient was
+// accepted and the session still stands, else what a server would say.
+func (t *txn) finishData(i int, out []reply.Reply) {
+	switch {
+	case i < 0:
+		return
+	case t.state.refused != nil:
+		out[i] = *t.state.refused
+	case t.state.broken || t.lease.Session().Broken():
+		out[i] = errLost
+	case t.out.okRcpts == 0:
+		out[i] = refusal(t.a.Cfg.Email, errNoRecipients, t.c.ID)
+	default:
+		out[i] = dataGoAhead
+		t.state.chunked = true
+	}
 }
 
 // reserveRcpts is the budget step: it reserves one recipient of the

@@ -55,3 +55,118 @@ func TestRelay_smtpUTF8RefusedWhenUpstreamLacksIt(t *testing.T) {
 		t.Errorf("MAIL params %q", msgs[0].MailParams)
 	}
 }
+
+// TestRelay_chunkingUpstream: over an upstream that offers CHUNKING (as
+// Gmail and Exchange Online do) the proxy answers DATA itself once a
+// recipient is accepted and sends the body with BDAT, in chunks when it
+// is long. A client that does not pipeline gets every reply in turn; the
+// provider receives the exact bytes, dot lines included, and refusals of
+// recipients and of the message still reach the client as they were.
+func TestRelay_chunkingUpstream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{provider: fakeprovider.Options{Chunking: true}})
+	c := e.dial(t)
+	c.authPlain(userA, password, "235")
+	bodies := [][]byte{
+		testBody(),
+		[]byte("Subject: long\r\n\r\n" + strings.Repeat(".dotted line of text that repeats\r\n", 4000)), // 140 KB: five chunks
+		[]byte("Subject: empty body\r\n\r\n"),
+	}
+	for i, body := range bodies {
+		c.cmd("MAIL FROM:<"+userA+">", "250")
+		c.cmd("RCPT TO:<r@example.net>", "250")
+		c.cmd("RCPT TO:<reject-550@example.net>", "550")
+		c.cmd("DATA", "354")
+		c.send(stuff(body) + ".\r\n")
+		c.expect("250 2.0.0 OK")
+		msgs := e.fp.Messages()
+		if len(msgs) != i+1 {
+			t.Fatalf("message %d: provider has %d messages", i, len(msgs))
+		}
+		if got := msgs[i].Data; string(got) != string(body) {
+			t.Errorf("message %d: provider got %d bytes, sent %d; first difference near %q", i, len(got), len(body), trunc(got))
+		}
+		if got := strings.Join(msgs[i].Rcpts, ","); got != "r@example.net" {
+			t.Errorf("message %d: recipients %q", i, got)
+		}
+	}
+	if st := e.fp.Stats(); st.ChunkedMessages != int64(len(bodies)) {
+		t.Errorf("messages delivered with BDAT: %d of %d", st.ChunkedMessages, len(bodies))
+	}
+	// A message the provider refuses at the end (chosen by recipient):
+	// the client hears the refusal after its body, not a 250.
+	for _, tc := range []struct{ rcpt, want string }{
+		{"faildata-552@example.net", "552"},    // after the last chunk
+		{"faildatacmd-550@example.net", "550"}, // at the first chunk, where DATA would have been refused
+	} {
+		c.cmd("MAIL FROM:<"+userA+">", "250")
+		c.cmd("RCPT TO:<"+tc.rcpt+">", "250")
+		c.cmd("DATA", "354")
+		c.send("Subject: refused\r\n\r\nno\r\n.\r\n")
+		c.expect(tc.want)
+	}
+	if n := len(e.fp.Messages()); n != len(bodies) {
+		t.Errorf("provider has %d messages after the refusals, want %d", n, len(bodies))
+	}
+	// No recipient accepted: DATA is refused here, no body asked for.
+	c.cmd("MAIL FROM:<"+userA+">", "250")
+	c.cmd("RCPT TO:<reject-550@example.net>", "550")
+	c.cmd("DATA", "554")
+	c.cmd("QUIT", "221")
+}
+
+// TestRelay_chunkingUpstreamFaults: the connection lost during a BDAT
+// body is a 4xx for the client, never a 250: before the last chunk
+// nothing is delivered, after it the outcome is unknown and reported so.
+func TestRelay_chunkingUpstreamFaults(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		rcpt      string
+		delivered int
+	}{
+		{"drop-in-body@example.net", 0},
+		{"drop-after-dot@example.net", 1},
+		{"drop-at-data@example.net", 0},
+	} {
+		t.Run(tc.rcpt, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{provider: fakeprovider.Options{Chunking: true}})
+			c := e.dial(t)
+			c.authPlain(userA, password, "235")
+			c.cmd("MAIL FROM:<"+userA+">", "250")
+			c.cmd("RCPT TO:<"+tc.rcpt+">", "250")
+			c.cmd("DATA", "354")
+			c.send("Subject: x\r\n\r\n" + strings.Repeat("body line\r\n", 10000) + ".\r\n")
+			c.expect("4")
+			if n := len(e.fp.Messages()); n != tc.delivered {
+				t.Errorf("provider has %d messages, want %d", n, tc.delivered)
+			}
+			// The session goes on: the next message goes over a new upstream session.
+			c.deliver(userA, "r@example.net", "Subject: next\r\n\r\nok\r\n")
+		})
+	}
+}
+
+// TestRelay_chunkingClientGoneMidBody: a client that disconnects in the
+// middle of its body leaves nothing delivered: the LAST chunk never went.
+func TestRelay_chunkingClientGoneMidBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{provider: fakeprovider.Options{Chunking: true}})
+	c := e.dial(t)
+	c.authPlain(userA, password, "235")
+	c.cmd("MAIL FROM:<"+userA+">", "250")
+	c.cmd("RCPT TO:<r@example.net>", "250")
+	c.cmd("DATA", "354")
+	c.send("Subject: cut\r\n\r\n" + strings.Repeat("body line\r\n", 20000)) // 220 KB, several chunks, no final dot
+	c.nc.Close()
+	// A second client's message shows the proxy went on; the first must
+	// not be among the provider's messages.
+	c2 := e.dial(t)
+	c2.authPlain(userA, password, "235")
+	c2.deliver(userA, "r@example.net", "Subject: next\r\n\r\nok\r\n")
+	for _, m := range e.fp.Messages() {
+		if strings.Contains(string(m.Data), "Subject: cut") {
+			t.Fatal("the cut message was delivered")
+		}
+	}
+}
