@@ -323,6 +323,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Cap, "cap", 0, "max_connections_per_account (0: the provider default, 10 for gmail)")
 	fs.DurationVar(&o.Latency, "latency", 0, "one-way delay injected on the link to the provider, e.g. 20ms")
 	fs.BoolVar(&pipelining, "pipelining", true, "the load client pipelines MAIL/RCPT/DATA")
+	fs.BoolVar(&o.Chunking, "chunking", false, "the fake provider offers CHUNKING (BDAT), as Gmail and Exchange Online do")
 	fs.StringVar(&mode, "mode", string(bench.ModeBoth), "proxy, direct or both")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.NoBudgets, "no-budgets", false, "switch the accounts' sending budgets off (to measure their cost)")

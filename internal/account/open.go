@@ -31,6 +31,9 @@ type SessionOptions struct {
 	// (validate_source_ip): an ip_address not among them refuses to send.
 	LocalIPs       map[netip.Addr]bool
 	CommandTimeout time.Duration
+	// NoChunking keeps bodies on DATA even where the upstream offers
+	// CHUNKING (upstream_chunking false).
+	NoChunking bool
 	// OpenTimeout bounds opening one session: connect, TLS, EHLO, token,
 	// AUTH; 0 means 60s. (Waiting for a free session is bounded apart, by
 	// the wait given to Lease.)
@@ -79,6 +82,7 @@ func Dialer(a *config.Account, tokens TokenSource, o SessionOptions) func(ctx co
 		HeloName:       o.HeloName,
 		Dial:           o.Dial,
 		CommandTimeout: o.CommandTimeout,
+		NoChunking:     o.NoChunking,
 	}
 	if o.TLSConfig != nil {
 		cfg.TLSConfig = o.TLSConfig.Clone()

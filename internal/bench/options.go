@@ -75,6 +75,10 @@ type Options struct {
 	Latency time.Duration
 	// NoPipelining makes the load client send one command at a time.
 	NoPipelining bool
+	// Chunking makes the fake provider offer CHUNKING (BDAT), as Gmail
+	// and Exchange Online do: the proxy then answers DATA itself and
+	// sends the body in one round trip; the direct client keeps DATA.
+	Chunking bool
 	// Mode is what to measure; "" means both.
 	Mode Mode
 	// NoBudgets switches the accounts' sending budgets off (rate_limiting

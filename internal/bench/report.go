@@ -123,6 +123,7 @@ type Settings struct {
 	CapIsDefault    bool    `json:"cap_is_provider_default"`
 	LatencyMS       float64 `json:"latency_one_way_ms"`
 	Pipelining      bool    `json:"client_pipelining"`
+	Chunking        bool    `json:"upstream_chunking"`
 	Mode            string  `json:"mode"`
 	Relay           bool    `json:"relay"`
 	Runner          string  `json:"proxy_runner"`
@@ -166,7 +167,7 @@ func newReport(o *Options) *Report {
 			Accounts: o.Accounts, Connections: o.Connections, MessageBytes: o.MessageBytes,
 			Rcpts: o.Rcpts, DurationSeconds: o.Duration.Seconds(), Messages: o.Messages,
 			TLS: o.TLS, Cap: o.cap(), CapIsDefault: o.Cap == 0, LatencyMS: ms(o.Latency),
-			Pipelining: !o.NoPipelining, Mode: string(o.Mode), Relay: !o.NoRelay,
+			Pipelining: !o.NoPipelining, Chunking: o.Chunking, Mode: string(o.Mode), Relay: !o.NoRelay,
 			Runner: runner, ProxyLogLevel: o.ProxyLogLevel,
 			ProviderProcess: o.Runner == Subprocess && !o.ProviderInProcess,
 		},
@@ -310,6 +311,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	tlsMode, capNote, lat := "plain", "", "none"
 	if s.TLS {
 		tlsMode = "STARTTLS"
+	}
+	if s.Chunking {
+		tlsMode += ", CHUNKING offered"
 	}
 	if s.CapIsDefault {
 		capNote = " (gmail default)"

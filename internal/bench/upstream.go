@@ -49,10 +49,11 @@ type upstreamSpec struct {
 	TLS      bool           `json:"tls"`
 	Latency  time.Duration  `json:"latency"`
 	NoRelay  bool           `json:"no_relay"`
+	Chunking bool           `json:"chunking"`
 }
 
 func (e *env) upstreamSpec() upstreamSpec {
-	return upstreamSpec{Accounts: e.accts, TLS: e.o.TLS, Latency: e.o.Latency, NoRelay: e.o.NoRelay}
+	return upstreamSpec{Accounts: e.accts, TLS: e.o.TLS, Latency: e.o.Latency, NoRelay: e.o.NoRelay, Chunking: e.o.Chunking}
 }
 
 // startUpstream starts a fresh upstream for one mode: in its own process
@@ -101,6 +102,7 @@ func startLocalUpstream(s upstreamSpec) (*localUpstream, error) {
 		TLSConfig:         serverTLS,
 		RequireTLSForAuth: serverTLS != nil,
 		DiscardBodies:     true,
+		Chunking:          s.Chunking,
 	})
 	if err != nil {
 		return nil, err

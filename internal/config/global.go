@@ -29,6 +29,7 @@ func defaultGlobal() Global {
 			},
 			UseSourceIPBinding: true,
 			ValidateSourceIP:   true,
+			UpstreamChunking:   true,
 		},
 		Timeouts: Timeouts{
 			OAuth2:            10 * time.Second,
@@ -149,6 +150,7 @@ func parseSMTP(o *object, s *SMTP, dir string) {
 	o.boolean("use_source_ip_binding", &s.UseSourceIPBinding)
 	o.boolean("validate_source_ip", &s.ValidateSourceIP)
 	o.boolean("use_ipv6", &s.UseIPv6)
+	o.boolean("upstream_chunking", &s.UpstreamChunking)
 }
 
 // parseNetworks reads an array of CIDR prefixes or bare addresses (a bare

@@ -35,7 +35,7 @@ func TestLoad_defaults(t *testing.T) {
 	want := config.SMTP{
 		ServerHostname: "xoauth2-proxy", MaxMessageBytes: 52428800, MaxRecipients: 1000, MaxLineBytes: 10000,
 		TrustedNetworks:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
-		UseSourceIPBinding: true, ValidateSourceIP: true,
+		UseSourceIPBinding: true, ValidateSourceIP: true, UpstreamChunking: true,
 	}
 	if !reflect.DeepEqual(g.SMTP, want) {
 		t.Errorf("smtp = %+v, want %+v", g.SMTP, want)

@@ -58,6 +58,10 @@ type SMTP struct {
 	UseSourceIPBinding bool // default true
 	ValidateSourceIP   bool // default true
 	UseIPv6            bool // default false
+	// UpstreamChunking sends bodies with BDAT to an upstream that offers
+	// CHUNKING ("upstream_chunking", default true): DATA is then answered
+	// here and a message costs one upstream round trip fewer.
+	UpstreamChunking bool
 }
 
 // Timeouts is "global.timeouts" (old files also put oauth2_timeout directly

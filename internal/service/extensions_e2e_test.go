@@ -170,3 +170,21 @@ func TestRelay_chunkingClientGoneMidBody(t *testing.T) {
 		}
 	}
 }
+
+// TestRelay_chunkingSwitchedOff: upstream_chunking false keeps DATA
+// even where the provider offers CHUNKING.
+func TestRelay_chunkingSwitchedOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		provider: fakeprovider.Options{Chunking: true},
+		edit: func(cfg map[string]any, _ []map[string]any) {
+			cfg["global"].(map[string]any)["smtp"].(map[string]any)["upstream_chunking"] = false
+		},
+	})
+	c := e.dial(t)
+	c.authPlain(userA, password, "235")
+	c.deliver(userA, "r@example.net", "Subject: via DATA\r\n\r\nok\r\n")
+	if st := e.fp.Stats(); st.Messages != 1 || st.ChunkedMessages != 0 {
+		t.Errorf("delivered %d, with BDAT %d; want 1 and 0", st.Messages, st.ChunkedMessages)
+	}
+}

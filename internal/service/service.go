@@ -315,6 +315,7 @@ func (s *Service) buildAccount(c *config.Account, st *account.State, keep *token
 		AllowIPv6:      g.SMTP.UseIPv6,
 		LocalIPs:       s.localIPs,
 		CommandTimeout: g.Timeouts.SMTP,
+		NoChunking:     !g.SMTP.UpstreamChunking,
 		Dial:           s.opts.UpstreamDial,
 		Metrics:        s.accountMetrics,
 		Logger:         s.log,

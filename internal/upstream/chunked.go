@@ -14,7 +14,7 @@ import (
 // a 354 or for the replies to its chunks.
 func (c *Client) Chunking() bool {
 	_, ok := c.ext["CHUNKING"]
-	return ok && c.pipelining
+	return ok && c.pipelining && !c.noChunking
 }
 
 // BodyChunked sends the message with BDAT instead of DATA, after the
@@ -51,8 +51,8 @@ func (c *Client) BodyChunked(ctx context.Context, r io.Reader) (reply.Reply, err
 	wrote := false
 	var hdr [32]byte
 	for {
-		n, rerr := io.ReadFull(r, buf)
-		last := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+		n, rerr := fill(r, buf)
+		last := rerr == io.EOF
 		if rerr != nil && !last {
 			// r failed: drop the connection before a LAST can go out.
 			c.Close()
@@ -117,4 +117,20 @@ func (c *Client) BodyChunked(ctx context.Context, r io.Reader) (reply.Reply, err
 		}
 	}
 	return verdict, nil
+}
+
+// fill reads into buf until it is full or r ends. Unlike io.ReadFull it
+// reports the end of r only as io.EOF: any other error, io.ErrUnexpectedEOF
+// from r included (a client gone before its final dot), is r's failure
+// and must not end the message as if complete.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

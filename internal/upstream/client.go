@@ -62,6 +62,9 @@ type Config struct {
 	// DataTimeout bounds the wait for the reply after the final dot;
 	// DefaultDataTimeout when zero.
 	DataTimeout time.Duration
+	// NoChunking makes Chunking false whatever the server offers, so
+	// bodies go with DATA.
+	NoChunking bool
 }
 
 // Cmd is one SMTP command of a Batch, e.g. {"MAIL", "FROM:<a@b> BODY=8BITMIME"},
@@ -90,6 +93,7 @@ type Client struct {
 	ext        map[string]string // from the last EHLO, upper-case keywords
 	maxSize    int64
 	pipelining bool
+	noChunking bool // Config.NoChunking
 	dataOpen   bool // DATA got 354: only Body may follow
 
 	broken     atomic.Bool

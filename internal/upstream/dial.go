@@ -81,6 +81,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 
 	c := newClient(conn, host, port, commandTimeout, dataTimeout)
+	c.noChunking = cfg.NoChunking
 	if err := c.open(ctx, mode, tlsConfig(cfg.TLSConfig, host), helo); err != nil {
 		c.Close()
 		return nil, err
