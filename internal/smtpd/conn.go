@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -79,6 +80,11 @@ type conn struct {
 	line     []byte // long-line accumulator
 	quit     bool
 	werr     error // the first failed write: the client is gone or not reading
+
+	// rawConn waits for the client without reading (idle.go); nil where
+	// buffers are kept while waiting (TLS, not a socket, not Linux).
+	rawConn  syscall.RawConn
+	readable func(fd uintptr) bool // c.peekReadable, bound once
 }
 
 var errLineTooLong = errors.New("line too long")
@@ -88,14 +94,14 @@ func newConn(s *Server, nc net.Conn, id string, implicitTLS bool) *conn {
 		srv:         s,
 		raw:         nc,
 		nc:          nc,
-		br:          bufio.NewReaderSize(nc, 4096),
 		implicitTLS: implicitTLS,
 		info: ConnInfo{
 			ID:     id,
 			Remote: addrPort(nc.RemoteAddr()),
 		},
 	}
-	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 4096)
+	c.takeBuffers()
+	c.initIdle()
 	c.log = s.log.With("conn_id", id, "remote", c.info.Remote.String())
 	return c
 }
@@ -127,6 +133,7 @@ func (c *conn) serve(ctx context.Context) {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = c.raw.SetDeadline(time.Now()) })
 	defer stop()
+	defer c.giveBuffers()
 	defer c.raw.Close()
 	defer c.recoverPanic()
 	defer c.endTxn()
@@ -303,6 +310,9 @@ func (c *conn) readLine(max int) (string, error) {
 		_ = c.raw.SetReadDeadline(deadline)
 		if c.stopping.Load() && c.txn == nil {
 			_ = c.raw.SetReadDeadline(time.Now())
+		}
+		if err := c.waitIdle(); err != nil {
+			return "", err
 		}
 	}
 	c.line = c.line[:0]

@@ -150,8 +150,15 @@ func TestBadInput_manyIdleConnections(t *testing.T) {
 		perConn := (int64(heap1) - int64(heap0)) / int64(n)
 		t.Logf("%d idle authenticated connections opened in %v: heap +%d MiB (%d bytes each), goroutines +%d",
 			n, opened.Round(time.Millisecond), (int64(heap1)-int64(heap0))>>20, perConn, goroutines1-goroutines0)
-		if perConn > 64<<10 {
-			t.Errorf("an idle connection costs %d bytes of heap", perConn)
+		// Idle connections hold no read or write buffer on Linux (idle.go):
+		// about 2.5 KiB of heap each, against 10.8 KiB with them (8 KiB of
+		// buffers). Elsewhere they keep them.
+		limit := int64(6 << 10)
+		if runtime.GOOS != "linux" {
+			limit = 64 << 10
+		}
+		if perConn > limit {
+			t.Errorf("an idle connection costs %d bytes of heap, want at most %d", perConn, limit)
 		}
 	} else {
 		rss1 := rssKiB(pid)

@@ -255,6 +255,10 @@ type Server struct {
 	open   atomic.Int64 // open connections
 	nextID atomic.Uint64
 
+	// buffers lends connections their read and write buffers, taken back
+	// while a connection waits for its client (idle.go).
+	buffers connBuffers
+
 	mu        sync.Mutex // guards listeners, conns, closing
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
