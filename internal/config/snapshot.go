@@ -111,6 +111,7 @@ type RateLimiting struct {
 	MessagesPerMinutePerConnection int
 	BurstSize                      int // old key; accepted. Rolling windows already allow bursts up to the limit
 	Cooldowns                      Cooldowns
+	Warmup                         Warmup // "warmup": the daily ramp of a new account (warmup.go)
 }
 
 // Cooldowns is "rate_limiting.cooldowns": how long an account stops
