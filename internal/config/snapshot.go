@@ -36,6 +36,9 @@ type Global struct {
 	// Listener is the client side: listener TLS, PROXY protocol, limits
 	// and timeouts (listener.go).
 	Listener Listener
+	// Feedback is the top-level "feedback" block: the bounce collector
+	// (feedback.go).
+	Feedback Feedback
 }
 
 // SMTP is "global.smtp".
