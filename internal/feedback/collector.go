@@ -215,6 +215,8 @@ func (c *Collector) ReadOnce(ctx context.Context, m Mailbox) error {
 	if err != nil {
 		c.o.Metrics.readFailed(m.ID)
 		c.log.Warn("feedback: mailbox not read", "account", m.ID, "err", err)
+	} else {
+		c.log.Debug("feedback: mailbox read", "account", m.ID)
 	}
 	c.protect(m) // protect.go, also after a failed read: resumes and accepted counts change
 	return err
