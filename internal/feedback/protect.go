@@ -34,7 +34,11 @@ func (c *Collector) protect(m Mailbox) {
 	}
 	trip := c.o.Threshold > 0 && known && accepted >= c.o.MinRecipients && rate > c.o.Threshold
 	cooled := false
-	if trip && m.CoolDown != nil {
+	already := false
+	c.setStatus(m.ID, func(s *Status) { already = s.CooledDown })
+	if trip && already {
+		cooled = true // cooled down at an earlier read of this process: not again, not logged again
+	} else if trip && m.CoolDown != nil {
 		cause := fmt.Sprintf("bounce rate %.1f%% (%d hard bounces / %d recipients in 24h) over %.1f%%; resume with POST /admin/accounts/%s/feedback/resume",
 			rate*100, hard, accepted, c.o.Threshold*100, m.Email)
 		cooled = m.CoolDown(cause)
@@ -45,7 +49,7 @@ func (c *Collector) protect(m Mailbox) {
 	c.o.Metrics.rate(m.ID, rate)
 	c.setStatus(m.ID, func(s *Status) {
 		s.HardBounces, s.Accepted, s.BounceRate = hard, accepted, rate
-		s.CooledDown = s.CooledDown || cooled
+		s.CooledDown = cooled
 	})
 }
 

@@ -96,6 +96,13 @@ func TestFeedback_bounceRateCoolsTheAccountUntilResumed(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(raw, `"cooling_down_cause": "bounce rate 100.0%`) || !strings.Contains(raw, `"readable": true`) {
 		t.Fatalf("status %d %s", code, raw)
 	}
+	code, _, raw = e.call(t, "GET", "/admin/accounts/"+userA+"/feedback", adminToken, nil)
+	if code != http.StatusOK || !strings.Contains(raw, `"cooled_down": true`) || !strings.Contains(raw, `"hard_bounces_24h": 1`) {
+		t.Fatalf("feedback status %d %s", code, raw)
+	}
+	if code, _, _ := e.call(t, "GET", "/admin/accounts/"+userPlain+"/feedback", adminToken, nil); code != http.StatusNotFound {
+		t.Errorf("feedback status of an account not opted in: %d, want 404", code)
+	}
 	c2 := e.dial(t)
 	c2.authPlain(userPlain, password, "235")
 	if got := sendOne(c2, userPlain, "r@example.net"); !strings.HasPrefix(got[len(got)-1], "250") {
