@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -114,5 +115,30 @@ func TestFeedback_bounceRateCoolsTheAccountUntilResumed(t *testing.T) {
 	}
 	if got := sendOne(c, userA, "someone@example.net"); !strings.HasPrefix(got[len(got)-1], "250") {
 		t.Fatalf("after the resume: %q", got)
+	}
+}
+
+// TestRelayLog_carriesTheMessageID: the "message" log line carries the
+// Message-ID the client wrote, the key a bounce report gives back
+// (original_message_id), so the two can be joined.
+func TestRelayLog_carriesTheMessageID(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	e := newEnv(t, envOptions{logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	c := e.dial(t)
+	c.authPlain(userA, password, "235")
+	c.send("MAIL FROM:<" + userA + ">\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("Subject: s\r\nMessage-ID:\r\n <job42.7@sender.example>\r\n\r\nbody\r\n.\r\n")
+	c.expect("250")
+	c.cmd("QUIT", "221")
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(logs.String(), "msg=message ") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "message_id=<job42.7@sender.example>") {
+		t.Errorf("no message_id in the log:\n%s", logs.String())
 	}
 }
