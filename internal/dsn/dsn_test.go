@@ -129,3 +129,14 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParse: one Gmail-shaped report (go test -bench Parse ./internal/dsn).
+func BenchmarkParse(b *testing.B) {
+	raw := read(b, "gmail.eml")
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := dsn.Parse(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
