@@ -24,6 +24,9 @@ type Options struct {
 	NoMove bool
 	// UIDValidity of every INBOX; default 1.
 	UIDValidity uint32
+	// OnFetch, when set, is called before a message is sent in answer to
+	// UID FETCH (tests: shut the client down in the middle of a read).
+	OnFetch func(user string, uid uint32)
 }
 
 // Server is a running fake.
@@ -296,6 +299,9 @@ func (ss *session) do(br *bufio.Reader, tag, cmd, args string) bool {
 			s.fetches[strings.ToLower(ss.user)]++
 		}
 		s.mu.Unlock()
+		if i >= 0 && s.o.OnFetch != nil {
+			s.o.OnFetch(ss.user, uint32(n))
+		}
 		if i >= 0 {
 			fmt.Fprintf(ss.w, "* %d FETCH (UID %d BODY[] {%d}\r\n", i+1, n, len(raw))
 			ss.w.Write(raw)

@@ -202,9 +202,21 @@ func (c *Collector) setStatus(id string, f func(s *Status)) {
 // ReadOnce reads m's mailbox now: every report since the last one
 // processed. Its error is also in m's Status.
 func (c *Collector) ReadOnce(ctx context.Context, m Mailbox) error {
-	ctx, cancel := context.WithTimeout(ctx, c.o.ReadTimeout)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// The end of ctx (shutdown) stops the read between two messages: the
+	// message in hand is finished (outputs, progress, move) within
+	// shutdownGrace, so that a restart neither reads it again nor leaves
+	// it unmoved.
+	io, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.ReadTimeout)
 	defer cancel()
-	err := c.read(ctx, m)
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownGrace, cancel) })
+	defer stop()
+	err := c.read(ctx, io, m)
+	if errors.Is(err, errStopped) {
+		return nil
+	}
 	now := c.o.Now()
 	c.setStatus(m.ID, func(s *Status) {
 		s.LastRead, s.Readable, s.LastError = now, err == nil, ""
@@ -222,7 +234,16 @@ func (c *Collector) ReadOnce(ctx context.Context, m Mailbox) error {
 	return err
 }
 
-func (c *Collector) read(ctx context.Context, m Mailbox) error {
+// shutdownGrace is how long a read may go on after shutdown began, to
+// finish the message in hand.
+const shutdownGrace = 10 * time.Second
+
+// errStopped ends a read that shutdown interrupted between two messages.
+var errStopped = errors.New("feedback: stopped")
+
+// read reads m's mailbox: IMAP calls under ctx, the check for shutdown
+// between messages on stopping.
+func (c *Collector) read(stopping, ctx context.Context, m Mailbox) error {
 	if m.Addr == "" {
 		return errors.New("no IMAP server known for the account's provider (feedback.imap_servers)")
 	}
@@ -263,6 +284,9 @@ func (c *Collector) read(ctx context.Context, m Mailbox) error {
 		}
 	}
 	for _, uid := range uids {
+		if stopping.Err() != nil {
+			return errStopped
+		}
 		if err := c.one(ctx, cl, m, mb.UIDValidity, uid); err != nil {
 			return err
 		}

@@ -212,3 +212,42 @@ func TestCollector_runStopsAndReads(t *testing.T) {
 		t.Errorf("status %+v, want one report read", st)
 	}
 }
+
+// TestCollector_shutdownFinishesTheMessageInHand: a shutdown during a
+// read finishes the report being fetched (written, progress saved,
+// moved) and reads no further; the next read takes the rest, each once.
+func TestCollector_shutdownFinishesTheMessageInHand(t *testing.T) {
+	t.Parallel()
+	rc, shutdown := context.WithCancel(context.Background())
+	defer shutdown()
+	srv, err := fakeimap.Start(fakeimap.Options{
+		Check:   func(u, tok string) bool { return u == box && tok == "tok" },
+		OnFetch: func(string, uint32) { shutdown() }, // shut down while the first report is on its way
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, s := range []string{"rfc3464.eml", "gmail.eml", "microsoft.eml"} {
+		srv.Deliver(box, sample(t, s))
+	}
+	dir := t.TempDir()
+	jl := filepath.Join(dir, "b.jsonl")
+	c, err := feedback.New(feedback.Options{Mailboxes: func() []feedback.Mailbox { return nil },
+		StatePath: filepath.Join(dir, "state.json"), MoveTo: "Bounces", Outputs: []feedback.Output{feedback.NewJSONL(jl)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadOnce(rc, mailbox(srv)); err != nil {
+		t.Fatalf("a read stopped by shutdown: %v", err)
+	}
+	if n, moved := len(lines(t, jl)), srv.Count(box, "Bounces"); n != 1 || moved != 1 || srv.Fetches(box) != 1 {
+		t.Fatalf("after the shutdown: %d bounces, %d moved, %d fetches; want 1, 1, 1", n, moved, srv.Fetches(box))
+	}
+	if err := c.ReadOnce(ctx(t), mailbox(srv)); err != nil {
+		t.Fatal(err)
+	}
+	if n, moved := len(lines(t, jl)), srv.Count(box, "Bounces"); n != 3 || moved != 3 || srv.Fetches(box) != 3 {
+		t.Errorf("after the next read: %d bounces, %d moved, %d fetches; want 3, 3, 3", n, moved, srv.Fetches(box))
+	}
+}

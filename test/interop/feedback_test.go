@@ -158,9 +158,19 @@ func TestFeedback_dovecotIMAPEachReportOnce(t *testing.T) {
 	if !eventually(30*time.Second, func() bool { _, _, _, refused := hook.counts(); return refused > 0 }) {
 		t.Fatal("the webhook was never tried while the receiver was down")
 	}
-	queue, _ := os.ReadDir(filepath.Join(x.stateDir, "feedback-webhook"))
-	if len(queue) != 4 {
-		t.Errorf("%d queued deliveries while the receiver is down, want 4 (one per report with bounces)", len(queue))
+	// The webhook output comes after the JSON lines one: wait for it.
+	queued := func() int {
+		ents, _ := os.ReadDir(filepath.Join(x.stateDir, "feedback-webhook"))
+		n := 0
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".json") && !strings.HasPrefix(e.Name(), ".") {
+				n++
+			}
+		}
+		return n
+	}
+	if !eventually(30*time.Second, func() bool { return queued() == 4 }) {
+		t.Errorf("%d queued deliveries while the receiver is down, want 4 (one per report with bounces)", queued())
 	}
 
 	// Restart with the receiver up: the queue drains, nothing is read twice.
