@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -58,6 +59,8 @@ type Options struct {
 	// account_id; nil: none (dry-run).
 	Budget quota.Budget
 	Logger *slog.Logger
+	// Now is the clock of the warm-up ramp (quota.Ramp); nil: time.Now.
+	Now func() time.Time
 }
 
 // PasswordCost is the bcrypt cost of the hashes HashPassword makes.
@@ -96,6 +99,9 @@ type Build func(c *config.Account, st *State, tokens *token.Source) (Runtime, er
 func NewRegistry(snap *config.Snapshot, build Build, opts Options) (*Registry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	r := &Registry{opts: opts, log: opts.Logger}
 	if _, err := rand.Read(r.key[:]); err != nil {
@@ -209,7 +215,8 @@ func (r *Registry) account(c *config.Account, st *State) *Account {
 		b: r.opts.Budget, id: c.ID, limits: quota.LimitsFor(c),
 		// rate_limiting.enabled false switches the account's budgets
 		// off, cool-downs from earlier provider replies included.
-		on: r.opts.Budget != nil && c.RateLimiting.Enabled,
+		on:     r.opts.Budget != nil && c.RateLimiting.Enabled,
+		warmup: c.RateLimiting.Warmup, now: r.opts.Now,
 	}}
 }
 

@@ -3,6 +3,7 @@ package account
 import (
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 )
 
@@ -16,6 +17,17 @@ type Budget struct {
 	id     string
 	limits quota.Limits
 	on     bool
+	warmup config.Warmup    // rate_limiting.warmup: lowers the daily budget by date (quota.Ramp)
+	now    func() time.Time // Options.Now
+}
+
+// current is the limits that apply now: the configured ones, lowered
+// by the warm-up ramp while it lasts.
+func (b Budget) current() (quota.Limits, *quota.Warmup) {
+	if !b.warmup.On() {
+		return b.limits, nil
+	}
+	return quota.Ramp(b.limits, b.warmup, b.now())
 }
 
 // noTicket is the Ticket when budgets are off: it reserves nothing.
@@ -32,11 +44,16 @@ func (b Budget) Admit() (quota.Ticket, *quota.Denial) {
 	if !b.on {
 		return noTicket{}, nil
 	}
-	return b.b.Admit(b.id, b.limits)
+	l, _ := b.current()
+	return b.b.Admit(b.id, l)
 }
 
-// Limits are the account's budgets (zero when off).
-func (b Budget) Limits() quota.Limits { return b.limits }
+// Limits are the account's budgets now, the warm-up ramp applied (zero
+// when off).
+func (b Budget) Limits() quota.Limits {
+	l, _ := b.current()
+	return l
+}
 
 // CoolDown stops new messages for d because the provider said cause; it
 // reports whether a cool-down started (budgets on, d > 0).
@@ -54,5 +71,16 @@ func (b Budget) Status() (quota.Status, bool) {
 	if b.b == nil {
 		return quota.Status{}, false
 	}
-	return b.b.Status(b.id, b.limits), true
+	l, w := b.current()
+	st := b.b.Status(b.id, l)
+	if w != nil && b.on {
+		w.Remaining = l.MessagesPerDay
+		for _, u := range st.Budgets {
+			if u.Name == "messages_per_day" {
+				w.Remaining = max(0, u.Limit-u.Used)
+			}
+		}
+		st.Warmup = w
+	}
+	return st, true
 }

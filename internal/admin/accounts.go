@@ -405,6 +405,7 @@ type accountStatus struct {
 	} `json:"messages"`
 	LastReply *account.LastReply `json:"last_upstream_reply,omitempty"`
 	Budgets   *quota.Status      `json:"budgets,omitempty"`
+	Feedback  any                `json:"feedback,omitempty"` // the bounce collector's state (Options.Feedback)
 }
 
 func (a *API) statusOf(acc *account.Account) accountStatus {
@@ -420,6 +421,11 @@ func (a *API) statusOf(acc *account.Account) accountStatus {
 	}
 	if b, ok := a.b.Budget(acc); ok {
 		s.Budgets = &b
+	}
+	if a.o.Feedback != nil {
+		if f, ok := a.o.Feedback(acc); ok {
+			s.Feedback = f
+		}
 	}
 	return s
 }

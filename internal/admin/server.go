@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
 
@@ -34,6 +35,9 @@ type Options struct {
 	// Now is the clock of uptime and of failed-authentication holds;
 	// default time.Now.
 	Now func() time.Time
+	// Feedback, when set, adds the account's bounce collection state
+	// ("feedback") to its status; false leaves it out.
+	Feedback func(a *account.Account) (any, bool)
 }
 
 // API is the admin HTTP handler.

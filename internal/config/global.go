@@ -18,6 +18,7 @@ const minLineBytes = 10000
 // defaultGlobal returns the built-in global settings.
 func defaultGlobal() Global {
 	return Global{
+		Feedback: defaultFeedback(),
 		SMTP: SMTP{
 			ServerHostname:  "xoauth2-proxy",
 			MaxMessageBytes: 50 << 20,
@@ -72,6 +73,7 @@ func parseConfig(d *diag, file string, doc any, g *Global, provs map[string]Prov
 	parsePowerMTARelay(top, &g.Tokens)
 	parseGlobal(top.child("global"), g, dir)
 	parseProviders(top.child("providers"), provs)
+	parseFeedback(top.child("feedback"), &g.Feedback, dir)
 	// Blocks the old tool (or its PowerMTA companion) read; none has an
 	// effect here.
 	top.ignore("powermta_relay", "features", "monitoring")

@@ -149,6 +149,7 @@ func parseRateLimiting(o *object, r *RateLimiting) {
 	o.count("messages_per_minute_per_connection", 0, &r.MessagesPerMinutePerConnection)
 	warnPerConnectionIgnored(o, r)
 	o.count("burst_size", 0, &r.BurstSize)
+	parseWarmup(o.child("warmup"), &r.Warmup)
 	if c := o.child("cooldowns"); c != nil {
 		c.seconds("daily_quota_seconds", false, &r.Cooldowns.DailyQuota)
 		c.seconds("rate_seconds", false, &r.Cooldowns.Rate)

@@ -36,6 +36,9 @@ type Global struct {
 	// Listener is the client side: listener TLS, PROXY protocol, limits
 	// and timeouts (listener.go).
 	Listener Listener
+	// Feedback is the top-level "feedback" block: the bounce collector
+	// (feedback.go).
+	Feedback Feedback
 }
 
 // SMTP is "global.smtp".
@@ -115,6 +118,7 @@ type RateLimiting struct {
 	MessagesPerMinutePerConnection int
 	BurstSize                      int // old key; accepted. Rolling windows already allow bursts up to the limit
 	Cooldowns                      Cooldowns
+	Warmup                         Warmup // "warmup": the daily ramp of a new account (warmup.go)
 }
 
 // Cooldowns is "rate_limiting.cooldowns": how long an account stops

@@ -246,6 +246,7 @@ type Status struct {
 	CoolingUntil  time.Time `json:"cooling_down_until,omitzero"`
 	CoolingCause  string    `json:"cooling_down_cause,omitempty"`
 	NearOrAtLimit bool      `json:"near_or_at_limit"` // some budget is 80% used or more, or cooling down
+	Warmup        *Warmup   `json:"warmup,omitempty"` // the warm-up ramp, while it lasts (set by the caller of Status: Ramp)
 }
 
 // Status reports account's use of l.

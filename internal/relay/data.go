@@ -14,12 +14,14 @@ import (
 type countingReader struct {
 	r   io.Reader
 	n   int64
-	err error // the first non-EOF error of r
+	err error         // the first non-EOF error of r
+	hdr headerSniffer // the header section, for the Message-ID (msgid.go)
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	c.hdr.add(p[:n])
 	if err != nil && err != io.EOF && c.err == nil {
 		c.err = err
 	}
@@ -41,6 +43,7 @@ func (t *txn) Data(ctx context.Context, r io.Reader) reply.Reply {
 		rp, err = sess.Body(ctx, cr)
 	}
 	t.out.size = cr.n
+	t.out.msgID = cr.hdr.messageID()
 	switch {
 	case cr.err != nil:
 		// The client side failed (size limit, line limit, disconnect);
@@ -145,5 +148,5 @@ func (t *txn) logOutcome() {
 		slog.String("conn_id", t.c.ID), slog.String("remote", t.remote), slog.String("account", t.a.Cfg.ID),
 		slog.String("from", t.out.from), slog.Int("rcpts", t.out.rcpts), slog.Int("accepted_rcpts", t.out.okRcpts),
 		slog.Int64("size", t.out.size), slog.Int("code", t.out.final.Code), slog.String("reply", final),
-		slog.Int64("duration_ms", took.Milliseconds()))
+		slog.Int64("duration_ms", took.Milliseconds()), slog.String("message_id", t.out.msgID))
 }

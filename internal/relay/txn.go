@@ -55,6 +55,7 @@ type outcome struct {
 	rcpts   int
 	okRcpts int
 	size    int64
+	msgID   string       // the Message-ID header the client wrote; "" when none
 	final   *reply.Reply // nil until DATA's final reply
 }
 

@@ -78,7 +78,9 @@ func (s *Service) startAdmin() (func(), error) {
 		s.log.Warn("admin API has no token: /admin routes are refused; set --admin-token-file or XOAUTH2_PROXY_ADMIN_TOKEN")
 	}
 	ln := s.adminLn
-	api := admin.New(s, admin.Options{Token: o.Token, Version: o.Version, Logger: s.log, Gatherer: s.metrics, Registerer: s.metrics})
+	api := admin.New(s, admin.Options{Token: o.Token, Version: o.Version, Logger: s.log, Gatherer: s.metrics, Registerer: s.metrics,
+		Feedback: s.feedbackStatus})
+	s.feedbackRoutes(api) // feedback.go
 	// conns counts the connections' serve goroutines, which Serve starts
 	// and http.Server never waits for.
 	var conns sync.WaitGroup

@@ -24,7 +24,7 @@ func (s *Service) initMetrics() {
 	s.accountMetrics = account.NewMetrics(s.metrics)
 	tm := newTokenMetrics(s.metrics)
 	s.opts.HTTPClient = tm.wrap(s.opts.HTTPClient)
-	s.metrics.MustRegister(&poolCollector{s: s}, &smtpCollector{s: s},
+	s.metrics.MustRegister(&poolCollector{s: s}, &smtpCollector{s: s}, &warmupCollector{s: s},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "smtp_connections_active", Help: "Open client connections.",
 		}, func() float64 {

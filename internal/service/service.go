@@ -74,6 +74,7 @@ type Service struct {
 	// one, and the certificate, nil without TLS.
 	tlsLn   net.Listener
 	keyPair *smtpd.KeyPair
+	fb      *feedbackRuntime // feedback.go; nil in dry-run
 
 	reloadMu     sync.Mutex   // one Reload at a time
 	ready        atomic.Bool  // SMTP listener serving (readyz)
@@ -191,6 +192,11 @@ func New(opts Options) (*Service, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !opts.DryRun {
+		if err := s.setupFeedback(); err != nil { // feedback.go
+			return nil, err
+		}
 	}
 
 	var backend smtpd.Backend
@@ -380,8 +386,10 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	stopTokens := s.startTokens() // tokens.go: background renewal, pre-warm, state file
+	stopTokens := s.startTokens()     // tokens.go: background renewal, pre-warm, state file
+	stopFeedback := s.startFeedback() // feedback.go: bounce collector and webhook
 	<-ctx.Done()
+	stopFeedback()
 	s.log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	s.ready.Store(false)

@@ -5,7 +5,7 @@
 # docs/TESTING.md describes the topology.
 
 # The Debian packages the suite needs (../../../shared/INTEROP.md: Packages).
-INTEROP_PACKAGES="postfix dovecot-core dovecot-submissiond swaks libsasl2-modules \
+INTEROP_PACKAGES="postfix dovecot-core dovecot-submissiond dovecot-imapd swaks libsasl2-modules \
 libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl python3"
 
 install_packages() {
@@ -99,7 +99,7 @@ base_dir = $d/run
 state_dir = $d/state
 log_path = $WORK/dovecot.log
 listen = 127.0.0.1
-protocols = submission
+protocols = submission imap
 hostname = submission.upstream.test
 ssl = yes
 ssl_cert = <$WORK/tls/server.pem
@@ -133,6 +133,19 @@ service submission-login {
     ssl = yes
   }
 }
+# IMAP over implicit TLS with the same oauth2 passdb: the mailboxes the
+# bounce collector reads (issue 15; feedback_test.go writes the reports
+# into $d/home/<email>/Maildir).
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $IMAPS_PORT
+    ssl = yes
+  }
+}
 service auth {
   unix_listener auth-postfix {
     mode = 0666
@@ -153,6 +166,7 @@ EOF
   [ -S "$d/run/auth-postfix" ] || { echo "dovecot did not start"; return 1; }
   cp "$d/run/master.pid" "$PIDS_DIR/dovecot.pid"
   wait_port "$SUB_PORT" "dovecot submission"
+  wait_port "$IMAPS_PORT" "dovecot imaps"
 }
 
 # postfix_master_cf LISTENERS: the standard services (no chroot), then the

@@ -77,7 +77,7 @@ fi
 
 echo "== interop: peers (work directory $WORK)"
 read -r ISSUER_PORT UP_STARTTLS_PORT UP_TLS_PORT UP_RELAY_PORT SUB_PORT SUBS_PORT CLIENT_PORT CLIENT_PLAIN_PORT \
-  CLIENT_PROXY_PORT < <(free_ports 9)
+  CLIENT_PROXY_PORT IMAPS_PORT < <(free_ports 10)
 DOVECOT_INTROSPECT_SECRET=$(openssl rand -hex 16)
 CLIENT_SASL_USER=mta@interop.test
 CLIENT_SASL_PASS=$(openssl rand -hex 12)
@@ -105,6 +105,8 @@ export INTEROP_CLIENT_SMTP_PLAIN="127.0.0.1:$CLIENT_PLAIN_PORT"
 export INTEROP_CLIENT_PROXY_PORT="$CLIENT_PROXY_PORT"
 export INTEROP_CLIENT_SASL_USER="$CLIENT_SASL_USER"
 export INTEROP_CLIENT_SASL_PASS="$CLIENT_SASL_PASS"
+export INTEROP_IMAPS="127.0.0.1:$IMAPS_PORT"            # Dovecot IMAP, implicit TLS (issue 15)
+export INTEROP_DOVECOT_HOME="$WORK/dovecot/home"        # its mailboxes: <email>/Maildir
 env | grep '^INTEROP_' | grep -v '^INTEROP_HOLD=' | sed "s/^/export /; s/=\(.*\)/='\1'/" >"$WORK/env.sh"
 
 if [ "${INTEROP_HOLD:-}" = 1 ]; then
