@@ -56,3 +56,13 @@ func (b Budget) Status() (quota.Status, bool) {
 	}
 	return b.b.Status(b.id, b.limits), true
 }
+
+// Lift ends a cool-down now (an operator's action); it reports whether
+// the account has budgets to lift one from.
+func (b Budget) Lift() bool {
+	if b.b == nil {
+		return false
+	}
+	b.b.Clear(b.id)
+	return true
+}
