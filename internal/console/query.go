@@ -36,11 +36,11 @@ const maxQueryChars = 200
 // back to the default.
 func parseQuery(v url.Values) listQuery {
 	q := listQuery{Sort: "email", Page: 1, Per: perPage[0]}
-	q.Q = strings.TrimSpace(v.Get("q"))
+	q.Q = v.Get("q")
 	if len(q.Q) > maxQueryChars {
 		q.Q = q.Q[:maxQueryChars]
 	}
-	q.Q = strings.ToValidUTF8(q.Q, "")
+	q.Q = strings.TrimSpace(strings.ToValidUTF8(q.Q, ""))
 	if p := v.Get("provider"); p != "" && len(p) <= 40 {
 		q.Provider = strings.ToValidUTF8(p, "")
 	}
