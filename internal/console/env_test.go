@@ -59,12 +59,20 @@ const clientSecret = "client-secret-zq-7a1b"
 
 func startProxy(t testing.TB, o proxyOptions) *proxy {
 	t.Helper()
-	fp, err := fakeprovider.Start(fakeprovider.Options{DiscardBodies: true})
+	tlsCfg, _, caPEM, err := fakeprovider.SelfSignedTLS("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := fakeprovider.Start(fakeprovider.Options{DiscardBodies: true, TLSConfig: tlsCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fp.Close() })
 	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	accts := make([]map[string]any, o.n)
 	for i := range accts {
 		fp.AddAccount(fakeprovider.Account{Email: email(i), ClientID: "cid", ClientSecret: clientSecret, RefreshToken: refreshToken(i)})
@@ -86,7 +94,7 @@ func startProxy(t testing.TB, o proxyOptions) *proxy {
 			"oauth_token_url": fp.TokenURL(), "oauth_endpoint": fp.SMTPAddr(),
 		}
 	}
-	cfg := map[string]any{"global": map[string]any{"smtp": map[string]any{"server_hostname": "proxy.test"}}}
+	cfg := map[string]any{"global": map[string]any{"smtp": map[string]any{"server_hostname": "proxy.test", "upstream_ca_file": ca}}}
 	writeFile(t, filepath.Join(dir, "config.json"), cfg)
 	writeFile(t, filepath.Join(dir, "accounts.json"), map[string]any{"accounts": accts})
 	svc, err := service.New(service.Options{
