@@ -105,6 +105,11 @@ func (c *Counters) SetLastReply(text string, at time.Time) {
 	c.recent.add(lr)
 }
 
+// NoteReply records an upstream reply that ended no message (a refusal
+// at MAIL or RCPT that cooled the account down) in the ring of recent
+// replies only.
+func (c *Counters) NoteReply(text string, at time.Time) { c.recent.add(&LastReply{Text: text, At: at}) }
+
 // Replies returns the last upstream final replies, newest first (at most
 // RecentReplies).
 func (c *Counters) Replies() []LastReply { return c.recent.list() }

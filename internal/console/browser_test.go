@@ -157,6 +157,9 @@ func TestConsole_inBrowser(t *testing.T) {
 	if got := browsertest.Get(b, wait, chromedp.Text("#cooldown")); !strings.Contains(got, "550 5.4.5") {
 		t.Errorf("cool-down cause: %q", got)
 	}
+	if got := browsertest.Get(b, wait, chromedp.Text("#replies")); !strings.Contains(got, "550 5.4.5") {
+		t.Errorf("last upstream replies: %q, want the quota reply", got)
+	}
 	b.Do(wait, chromedp.Click("#lift"))
 	poll(t, b, `document.body.textContent.includes("Cool-down lifted.")`)
 	b.NoErrors("lifted")

@@ -71,7 +71,7 @@ var accountTmpl = webui.Parse("account", signoutForm+`{{define "body"}}{{templat
 {{if .Cooling}}<p class="notice bad" id="cooldown">Cooling down until {{when .R.Budget.CoolingUntil}}: the provider said “{{.R.Budget.CoolingCause}}”.</p>
 {{else}}<p id="cooldown">Not cooling down.</p>{{end}}
 {{else}}<p class="muted">Budgets are off (dry-run).</p>{{end}}</section>
-<section aria-labelledby="h-replies"><h2 id="h-replies">Last upstream replies</h2>
+<section aria-labelledby="h-replies" id="replies"><h2 id="h-replies">Last upstream replies</h2>
 {{if .Replies}}<div class="table-wrap"><table>
 <thead><tr><th scope="col">When</th><th scope="col">Reply</th></tr></thead>
 <tbody>{{range .Replies}}<tr><td>{{when .At}}</td><td><code>{{.Text}}</code></td></tr>
