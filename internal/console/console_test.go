@@ -1,10 +1,15 @@
 package console_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/adminclient"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/traffic"
 )
 
 // TestSignIn_cookieAndRefusals: the admin token gives a session cookie
@@ -132,4 +137,44 @@ func mustURL(t testing.TB, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestAdminOverview_matchesMetrics: GET /admin/overview (what `status`
+// prints), read with the API client and its bearer token, counts what
+// /metrics counts after a few messages, and the accounts by state.
+func TestAdminOverview_matchesMetrics(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, proxyOptions{n: 4})
+	c := p.login(t, 0)
+	for _, rcpt := range []string{"a@example.net", "b@example.net", "faildata-451@example.net", "faildata-550-5.7.1@example.net"} {
+		c.send(email(0), rcpt)
+	}
+	p.login(t, 1).send(email(1), "reject-550-5.4.5@example.net")
+	cl, err := adminclient.New(p.base, secret.New(adminToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ov, err := cl.Overview(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := traffic.Totals{Accepted: p.metric(t, `messages_total{result="sent"}`),
+		Deferred: p.metric(t, `messages_total{result="deferred"}`), Rejected: p.metric(t, `messages_total{result="rejected"}`)}
+	if ov.Totals != want || want != (traffic.Totals{Accepted: 2, Deferred: 1, Rejected: 1}) {
+		t.Errorf("overview %+v, /metrics %+v, want 2, 1, 1", ov.Totals, want)
+	}
+	if ov.LastHour != want {
+		t.Errorf("last hour %+v, want %+v", ov.LastHour, want)
+	}
+	if ov.Accounts != 4 || ov.ByState["ok"] != 3 || ov.ByState["cooling_down"] != 1 || ov.AttentionTotal != 1 ||
+		ov.Attention[0].AccountID != id(1) || !strings.Contains(ov.Attention[0].Reason, "550 5.4.5") {
+		t.Errorf("overview: %+v", ov)
+	}
+	bad, err := adminclient.New(p.base, secret.New("wrong-token-0123456789abcdef0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Overview(context.Background()); err == nil {
+		t.Error("overview with a wrong token answered")
+	}
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/adminclient"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
-	"github.com/xoauth2-proxy/xoauth2-proxy/internal/traffic"
 )
 
 // The states an account is shown in, in the order of the overview.
@@ -85,20 +85,16 @@ func (c *Console) rowOf(a *account.Account, now time.Time) row {
 	return r
 }
 
-// attention is an account that needs an operator, with the reason in
-// words.
+// attention is an account that needs an operator, with its urgency.
 type attention struct {
-	ID     string `json:"account_id"`
-	Email  string `json:"email"`
-	State  string `json:"state"`
-	Reason string `json:"reason"`
-	rank   int
+	adminclient.Attention
+	rank int
 }
 
 // needs says why r needs attention, and how urgently (lower first);
 // false when it does not.
 func needs(r row, now time.Time) (attention, bool) {
-	at := attention{ID: r.ID, Email: r.Email, State: r.State}
+	at := attention{Attention: adminclient.Attention{AccountID: r.ID, Email: r.Email, State: r.State}}
 	switch {
 	case r.State == StateDisabled:
 		return at, false // the operator's own doing
@@ -166,23 +162,7 @@ func day(t time.Time) string { return t.UTC().Format("2 Jan") }
 
 // Overview is the console's first page and the body of /live and GET
 // /admin/overview: numbers only, no secret.
-type Overview struct {
-	At       time.Time      `json:"at"`
-	Accounts int            `json:"accounts"`
-	ByState  map[string]int `json:"accounts_by_state"`
-	// SessionsBusy are the upstream sessions in use; SessionsOpen also
-	// counts idle ones.
-	SessionsBusy int64            `json:"upstream_sessions_busy"`
-	SessionsOpen int64            `json:"upstream_sessions_open"`
-	InFlight     int64            `json:"messages_in_flight"`
-	Totals       traffic.Totals   `json:"messages_total"`
-	LastHour     traffic.Totals   `json:"messages_last_hour"`
-	Minutes      []traffic.Minute `json:"per_minute"`
-	// Attention lists the accounts needing attention, most urgent
-	// first, at most maxAttention; AttentionTotal counts them all.
-	Attention      []attention `json:"attention"`
-	AttentionTotal int         `json:"attention_total"`
-}
+type Overview = adminclient.Overview
 
 // maxAttention bounds the attention list of the overview.
 const maxAttention = 50
@@ -191,7 +171,8 @@ const maxAttention = 50
 func (c *Console) overviewNow() Overview {
 	now := c.o.Now()
 	ov := Overview{At: now.UTC(), ByState: map[string]int{}, Totals: c.b.MessageTotals(), Minutes: c.b.Traffic(now),
-		Attention: []attention{}}
+		Attention: []adminclient.Attention{}}
+	var att []attention
 	for _, s := range States {
 		ov.ByState[s] = 0
 	}
@@ -204,7 +185,7 @@ func (c *Console) overviewNow() Overview {
 		ov.SessionsOpen += r.Sessions.Open
 		ov.InFlight += r.InFlight
 		if at, ok := needs(r, now); ok {
-			ov.Attention = append(ov.Attention, at)
+			att = append(att, at)
 		}
 	}
 	for _, m := range ov.Minutes {
@@ -212,10 +193,10 @@ func (c *Console) overviewNow() Overview {
 		ov.LastHour.Deferred += m.Deferred
 		ov.LastHour.Rejected += m.Rejected
 	}
-	slices.SortStableFunc(ov.Attention, func(a, b attention) int { return a.rank - b.rank })
-	ov.AttentionTotal = len(ov.Attention)
-	if len(ov.Attention) > maxAttention {
-		ov.Attention = ov.Attention[:maxAttention]
+	slices.SortStableFunc(att, func(a, b attention) int { return a.rank - b.rank })
+	ov.AttentionTotal = len(att)
+	for _, a := range att[:min(len(att), maxAttention)] {
+		ov.Attention = append(ov.Attention, a.Attention)
 	}
 	return ov
 }

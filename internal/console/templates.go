@@ -83,7 +83,7 @@ var overviewTmpl = webui.Parse("overview", signoutForm+`{{define "body"}}{{templ
 <h2 id="h-att">Needing attention (<span id="live-attention">{{.Ov.AttentionTotal}}</span>)</h2>
 {{if .Ov.Attention}}<div class="table-wrap"><table>
 <thead><tr><th scope="col">Account</th><th scope="col">State</th><th scope="col">Why</th></tr></thead>
-<tbody>{{range .Ov.Attention}}<tr><th scope="row"><a href="/accounts/{{.ID}}">{{.Email}}</a></th><td>{{words .State}}</td><td>{{.Reason}}</td></tr>
+<tbody>{{range .Ov.Attention}}<tr><th scope="row"><a href="/accounts/{{.AccountID}}">{{.Email}}</a></th><td>{{words .State}}</td><td>{{.Reason}}</td></tr>
 {{end}}</tbody></table></div>{{if gt .Ov.AttentionTotal (len .Ov.Attention)}}<p class="muted">The first {{len .Ov.Attention}} shown.</p>{{end}}
 {{else}}<p class="ok">No account needs attention.</p>{{end}}
 </section>
