@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/reply"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/traffic"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/webui"
 )
@@ -20,6 +22,11 @@ type Backend interface {
 	MessageTotals() traffic.Totals
 	// Traffic is the outcomes per minute over the hour ending at now.
 	Traffic(now time.Time) []traffic.Minute
+	// SendTest sends a short test message from the account to rcpt
+	// through the relay, as a client's message goes, and returns the
+	// final reply or the first refusal; an error when it never reached
+	// the relay (a bad address, dry-run).
+	SendTest(ctx context.Context, a *account.Account, rcpt string) (reply.Reply, error)
 }
 
 // Options configure a Console.

@@ -178,3 +178,40 @@ func TestAdminOverview_matchesMetrics(t *testing.T) {
 		t.Error("overview with a wrong token answered")
 	}
 }
+
+// TestSendTest: the account page's test message goes through the relay
+// to the provider; a refusal and a bad address are shown, not sent; no
+// CSRF token, no message.
+func TestSendTest(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, proxyOptions{n: 2})
+	c := p.client(t)
+	c.signIn()
+	tok := c.csrf("/accounts/" + id(0))
+	tests := []struct {
+		name, rcpt, csrf string
+		code             int
+		page             string
+		delivered        int
+	}{
+		{"no CSRF", "ops@example.net", "", http.StatusForbidden, "CSRF", 0},
+		{"bad address", "ops@example.net\r\nRCPT TO:<x@y>", tok, http.StatusBadRequest, "No test message sent: the recipient must be one address", 0},
+		{"refused upstream", "reject-550@example.net", tok, http.StatusOK, "refused: 550 5.1.1", 0},
+		{"accepted", "ops@example.net", tok, http.StatusOK, "Test message to ops@example.net accepted: 250", 1},
+	}
+	for _, tc := range tests {
+		code, _, body := c.do("POST", "/accounts/"+id(0)+"/test", url.Values{"rcpt": {tc.rcpt}, "csrf": {tc.csrf}}, nil)
+		if code != tc.code || !strings.Contains(body, tc.page) {
+			t.Errorf("%s: %d, want %d with %q", tc.name, code, tc.code, tc.page)
+		}
+		if n := len(p.fp.Messages()); n != tc.delivered {
+			t.Errorf("%s: %d messages at the provider, want %d", tc.name, n, tc.delivered)
+		}
+	}
+	if m := p.fp.Messages(); len(m) == 1 && (m[0].From != email(0) || len(m[0].Rcpts) != 1 || m[0].Rcpts[0] != "ops@example.net") {
+		t.Errorf("delivered %+v", m[0])
+	}
+	if _, body := c.get("/accounts/" + id(0)); !strings.Contains(body, "<code>250") {
+		t.Error("the test message's reply is not among the last upstream replies")
+	}
+}

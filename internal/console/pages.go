@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
@@ -163,9 +164,14 @@ func (c *Console) accountPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such account", http.StatusNotFound)
 		return
 	}
+	f := flashes[r.URL.Query().Get("done")]
+	c.renderAccount(w, r, http.StatusOK, a, f.text, f.bad)
+}
+
+// renderAccount renders an account's page with an outcome line.
+func (c *Console) renderAccount(w http.ResponseWriter, r *http.Request, status int, a *account.Account, flash string, bad bool) {
 	now := c.o.Now()
 	rw := c.rowOf(a, now)
-	f := flashes[r.URL.Query().Get("done")]
 	body := struct {
 		CSRF                    string
 		R                       row
@@ -177,8 +183,8 @@ func (c *Console) accountPage(w http.ResponseWriter, r *http.Request) {
 		FlashBad                bool
 	}{CSRF: sessionOf(r).csrf, R: rw, Cooling: now.Before(rw.Budget.CoolingUntil), Replies: a.Replies(),
 		Sent: a.Sent.Load(), Failed: a.Failed.Load(), Ambiguous: a.Ambiguous.Load(),
-		Onboarding: c.o.Onboarding != nil, Flash: f.text, FlashBad: f.bad}
-	webui.Render(w, c.log, http.StatusOK, accountTmpl, webui.Page{Title: rw.Email, Nav: c.nav(""), Body: body})
+		Onboarding: c.o.Onboarding != nil, Flash: flash, FlashBad: bad}
+	webui.Render(w, c.log, status, accountTmpl, webui.Page{Title: rw.Email, Nav: c.nav(""), Body: body})
 }
 
 // accountAction runs one action and redirects back to the account's page
@@ -214,6 +220,9 @@ func (c *Console) accountAction(w http.ResponseWriter, r *http.Request) {
 			done = "no_budget"
 		}
 		c.log.Info("console: cool-down lifted", "account", id)
+	case "test":
+		c.sendTest(w, r, a)
+		return
 	default:
 		http.NotFound(w, r)
 		return
@@ -233,4 +242,24 @@ func (c *Console) setDisabled(id string, disabled bool) string {
 	}
 	c.log.Warn("console: enable/disable failed", "account", id, "err", err)
 	return "failed"
+}
+
+// sendTest sends a test message and shows the account's page with the
+// reply (no redirect: the reply is this request's outcome; a reload asks
+// the browser to post again).
+func (c *Console) sendTest(w http.ResponseWriter, r *http.Request, a *account.Account) {
+	rcpt := strings.TrimSpace(r.PostFormValue("rcpt"))
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	rp, err := c.b.SendTest(ctx, a, rcpt)
+	if err != nil {
+		c.renderAccount(w, r, http.StatusBadRequest, a, "No test message sent: "+err.Error(), true)
+		return
+	}
+	c.log.Info("console: test message", "account", a.Cfg.ID, "reply_code", rp.Code)
+	if rp.Positive() {
+		c.renderAccount(w, r, http.StatusOK, a, "Test message to "+rcpt+" accepted: "+rp.String(), false)
+		return
+	}
+	c.renderAccount(w, r, http.StatusOK, a, "Test message to "+rcpt+" refused: "+rp.String(), true)
 }

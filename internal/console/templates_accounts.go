@@ -86,6 +86,9 @@ var accountTmpl = webui.Parse("account", signoutForm+`{{define "body"}}{{templat
 <button type="submit" class="danger" id="disable">Disable</button></form>{{end}}
 <form method="post" action="/accounts/{{.R.ID}}/refresh"><input type="hidden" name="csrf" value="{{.CSRF}}">
 <button type="submit" id="refresh">Refresh token now</button></form>
+<form method="post" action="/accounts/{{.R.ID}}/test"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="rcpt">Send a test message to</label><input id="rcpt" name="rcpt" type="email" required maxlength="254" autocomplete="email">
+<button type="submit" id="send-test">Send</button></form>
 {{if .Cooling}}<form method="post" action="/accounts/{{.R.ID}}/lift"><input type="hidden" name="csrf" value="{{.CSRF}}">
 <button type="submit" id="lift">Lift the cool-down</button></form>{{end}}
 {{if .Onboarding}}<form method="post" action="/onboarding"><input type="hidden" name="csrf" value="{{.CSRF}}">
