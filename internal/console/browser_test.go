@@ -44,6 +44,16 @@ func page(t *testing.T, b *browsertest.Browser, url, name string) {
 	poll(t, b, `document.readyState === "complete"`)
 	b.NoErrors(name)
 	b.Screenshot(name)
+	// For screen readers: every control labelled, every table's headers
+	// scoped, every link and button named.
+	unlabelled := browsertest.Get(b, wait, chromedp.Evaluate[[]string](`[
+		...[...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+			.filter(e => e.labels.length === 0 && !e.getAttribute("aria-label")).map(e => "control " + (e.id || e.name)),
+		...[...document.querySelectorAll("th")].filter(e => !e.getAttribute("scope")).map(e => "th " + e.textContent),
+		...[...document.querySelectorAll("a, button")].filter(e => e.textContent.trim() === "").map(e => "unnamed " + e.outerHTML)]`))
+	for _, u := range unlabelled {
+		t.Errorf("%s: %s", name, u)
+	}
 }
 
 // TestConsole_inBrowser drives the console in headless Chromium against a
@@ -77,6 +87,13 @@ func TestConsole_inBrowser(t *testing.T) {
 	b.Do(wait, chromedp.SendKeys("#token", adminToken+"\n"))
 	poll(t, b, `document.querySelector("h1") && document.querySelector("h1").textContent === "Overview"`)
 	b.NoErrors("sign-in")
+	// The keyboard: the first Tab reaches the skip link, Enter follows it.
+	b.Do(wait, chromedp.KeyEvent("\t"))
+	if got := browsertest.Get(b, wait, chromedp.Evaluate[string](`document.activeElement.className`)); got != "skip" {
+		t.Errorf("first Tab focuses %q, want the skip link", got)
+	}
+	b.Do(wait, chromedp.KeyEvent("\r"))
+	poll(t, b, `location.hash === "#main"`)
 
 	// A batch of mail: accepted, deferred (451 after the dot), rejected
 	// (554 after the dot), from ten accounts.
@@ -201,4 +218,42 @@ func narrowOK(s string) bool {
 	sw, err1 := strconv.Atoi(f[0])
 	iw, err2 := strconv.Atoi(f[1])
 	return err1 == nil && err2 == nil && sw <= iw+1
+}
+
+// TestConsole_onboardingInBrowser: with onboarding configured, the page
+// lists the invitations and their states, the account page offers an
+// invitation, and neither shows a link.
+func TestConsole_onboardingInBrowser(t *testing.T) {
+	t.Parallel()
+	b := browsertest.New(t)
+	ob := &fakeOnboarding{emailOf: func(id string) string { return strings.Replace(id, "acct", "sender", 1) + "@example.com" }}
+	p := startProxy(t, proxyOptions{n: 3, onboarding: ob})
+	for i := range 2 {
+		if _, _, err := ob.Invite(context.Background(), id(i), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ob.mu.Lock()
+	ob.list[1].State, ob.list[1].Reason = "failed", "the provider refused consent"
+	ob.mu.Unlock()
+	page(t, b, p.base+"/signin", "onboarding-signin")
+	b.Do(wait, chromedp.SendKeys("#token", adminToken+"\n"))
+	poll(t, b, `location.pathname === "/"`)
+	page(t, b, p.base+"/onboarding", "onboarding-configured")
+	got := browsertest.Get(b, wait, chromedp.Text("#invitations"))
+	for _, want := range []string{email(0), "pending", email(1), "failed", "the provider refused consent"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("invitations table lacks %q: %q", want, got)
+		}
+	}
+	html := browsertest.Get(b, wait, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
+	for _, l := range ob.Links() {
+		if strings.Contains(html, l) {
+			t.Error("an invitation link in the page")
+		}
+	}
+	page(t, b, p.base+"/accounts/"+id(2), "account-with-onboarding")
+	if n := browsertest.Get(b, wait, chromedp.Evaluate[int](`document.querySelectorAll("#invite").length`)); n != 1 {
+		t.Error("no invitation button on the account page")
+	}
 }
