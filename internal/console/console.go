@@ -66,7 +66,8 @@ type Console struct {
 // cookieName is the session cookie.
 const cookieName = "xp_console"
 
-// New returns the console in front of o.API.
+// New returns the console in front of o.API, and registers GET
+// /admin/overview on it: one Console per API.
 func New(o Options) *Console {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
