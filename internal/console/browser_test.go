@@ -222,12 +222,12 @@ func narrowOK(s string) bool {
 
 // TestConsole_onboardingInBrowser: with onboarding configured, the page
 // lists the invitations and their states, the account page offers an
-// invitation, and neither shows a link.
+// invitation, and neither shows a link; with a cluster, its page.
 func TestConsole_onboardingInBrowser(t *testing.T) {
 	t.Parallel()
 	b := browsertest.New(t)
 	ob := &fakeOnboarding{emailOf: func(id string) string { return strings.Replace(id, "acct", "sender", 1) + "@example.com" }}
-	p := startProxy(t, proxyOptions{n: 3, onboarding: ob})
+	p := startProxy(t, proxyOptions{n: 3, onboarding: ob, cluster: fakeCluster{}})
 	for i := range 2 {
 		if _, _, err := ob.Invite(context.Background(), id(i), time.Hour); err != nil {
 			t.Fatal(err)
@@ -251,6 +251,10 @@ func TestConsole_onboardingInBrowser(t *testing.T) {
 		if strings.Contains(html, l) {
 			t.Error("an invitation link in the page")
 		}
+	}
+	page(t, b, p.base+"/cluster", "cluster")
+	if got := browsertest.Get(b, wait, chromedp.Text("#store")); !strings.Contains(got, "connected") {
+		t.Errorf("cluster page: store %q", got)
 	}
 	page(t, b, p.base+"/accounts/"+id(2), "account-with-onboarding")
 	if n := browsertest.Get(b, wait, chromedp.Evaluate[int](`document.querySelectorAll("#invite").length`)); n != 1 {

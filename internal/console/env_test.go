@@ -45,6 +45,7 @@ type proxyOptions struct {
 	n          int                // accounts: sender00000@example.com … (account_id acct00000 …)
 	hashed     int                // the first hashed accounts get a bcrypt smtp_password
 	onboarding console.Onboarding // nil: none
+	cluster    console.Cluster    // nil: none
 }
 
 // email and id of account i, and its SMTP password.
@@ -105,7 +106,7 @@ func startProxy(t testing.TB, o proxyOptions) *proxy {
 		Listen:        "127.0.0.1:0",
 		AuthFailDelay: -1,
 		Admin: service.AdminOptions{Listen: "127.0.0.1:0", Token: secret.New(adminToken),
-			Onboarding: o.onboarding},
+			Onboarding: o.onboarding, Cluster: o.cluster},
 	})
 	if err != nil {
 		t.Fatal(err)
