@@ -12,6 +12,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/webui"
 )
 
@@ -177,6 +178,7 @@ func (c *Console) renderAccount(w http.ResponseWriter, r *http.Request, status i
 		R                       row
 		Cooling                 bool
 		Replies                 []account.LastReply
+		Refreshes               []token.Event
 		Sent, Failed, Ambiguous int64
 		Onboarding              bool
 		Flash                   string
@@ -184,6 +186,9 @@ func (c *Console) renderAccount(w http.ResponseWriter, r *http.Request, status i
 	}{CSRF: sessionOf(r).csrf, R: rw, Cooling: now.Before(rw.Budget.CoolingUntil), Replies: a.Replies(),
 		Sent: a.Sent.Load(), Failed: a.Failed.Load(), Ambiguous: a.Ambiguous.Load(),
 		Onboarding: c.o.Onboarding != nil, Flash: flash, FlashBad: bad}
+	if tk := a.Tokens(); tk != nil {
+		body.Refreshes = tk.History()
+	}
 	webui.Render(w, c.log, status, accountTmpl, webui.Page{Title: rw.Email, Nav: c.nav(""), Body: body})
 }
 

@@ -184,11 +184,16 @@ func TestNoSecretInPagesOrStream(t *testing.T) {
 	// What must be there, so that the grep below looks at real pages.
 	for path, want := range map[string]string{
 		"/accounts/" + id(4): "5.4.5", "/accounts/" + id(5): "needs consent", "/onboarding": "pending",
-		"/": "Needing attention", "/live": `"attention_total":2`,
+		"/accounts/" + id(0): `<span class="ok">ok</span>`, // its token request, in the history
+		"/accounts/" + id(1): "Last token requests",
+		"/":                  "Needing attention", "/live": `"attention_total":2`,
 	} {
 		if !strings.Contains(seen[path], want) {
 			t.Errorf("%s lacks %q", path, want)
 		}
+	}
+	if !strings.Contains(seen["/accounts/"+id(5)], `<span class="bad">failed</span>: 400 invalid_grant`) {
+		t.Error("the revoked account's failed token request is not in its history")
 	}
 	for path, body := range seen {
 		for _, s := range secrets {

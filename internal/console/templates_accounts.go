@@ -57,7 +57,12 @@ var accountTmpl = webui.Parse("account", signoutForm+`{{define "body"}}{{templat
 <dt>Expires</dt><dd>{{when .R.Token.Expiry}}</dd>
 <dt>Failures in a row</dt><dd>{{.R.Token.Failures}}</dd>
 <dt>Last error</dt><dd>{{if .R.Token.LastError}}{{.R.Token.LastError}}{{else}}—{{end}}</dd>
-</dl></section>
+</dl>
+{{if .Refreshes}}<div class="table-wrap"><table class="narrow" id="refreshes">
+<caption>Last token requests</caption>
+<thead><tr><th scope="col">When</th><th scope="col">Outcome</th></tr></thead>
+<tbody>{{range .Refreshes}}<tr><td>{{when .At}}</td><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="bad">failed</span>: {{.Detail}}{{end}}</td></tr>
+{{end}}</tbody></table></div>{{end}}</section>
 <section aria-labelledby="h-sessions"><h2 id="h-sessions">Sessions</h2>
 <p>{{.R.Sessions.Busy}} in use, {{.R.Sessions.Open}} open, cap {{.R.Sessions.Cap}}; {{.R.Sessions.Opened}} opened since start; {{.R.InFlight}} messages in flight.</p>
 <p>Messages: {{.Sent}} sent, {{.Failed}} failed, {{.Ambiguous}} ambiguous.</p></section>
