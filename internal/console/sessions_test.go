@@ -49,11 +49,13 @@ func TestSessions(t *testing.T) {
 		t.Error("session live after its hour")
 	}
 	// Expired ones make room before live ones are dropped.
-	a, _ := s.create()
-	b, _ := s.create()
-	c, _ := s.create()
-	d, _ := s.create()
-	for i, id := range []string{a, b, c, d} {
+	var fresh []string
+	for range 4 {
+		id, _ := s.create()
+		fresh = append(fresh, id)
+		advance(time.Second) // distinct ages: the oldest is well defined
+	}
+	for i, id := range fresh {
 		if _, ok := s.get(id); ok != (i >= 1) {
 			t.Errorf("new session %d live %v", i, ok)
 		}
