@@ -10,6 +10,7 @@
 //	xoauth2-proxy accounts list|add|remove|import  manage accounts (files, or a running proxy with --admin-url)
 //	xoauth2-proxy token EMAIL          fetch a token for the account now; print its expiry and state
 //	xoauth2-proxy send --account EMAIL --to ADDR   one test message through the account's upstream
+//	xoauth2-proxy status [flags]       a running proxy's overview and the accounts needing attention
 //	xoauth2-proxy demo [flags]         embedded demo against a built-in fake provider
 //	xoauth2-proxy bench [flags]        measure the proxy against direct delivery (README "Benchmark")
 //	xoauth2-proxy version

@@ -32,6 +32,10 @@ func commands() []command {
 			}},
 		{"send", "send one test message through one account's real upstream",
 			func(args []string, _ io.Reader, stdout, stderr io.Writer) error { return runSend(args, stdout, stderr) }},
+		{"status", "print a running proxy's overview and the accounts needing attention (admin API)",
+			func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runStatus(args, stdout, stderr)
+			}},
 		{"demo", "the proxy in front of a built-in fake provider, with a batch of test mail",
 			func(args []string, _ io.Reader, stdout, stderr io.Writer) error { return runDemo(args, stdout, stderr) }},
 		{"bench", "measure the proxy against direct delivery (README \"Benchmark\")",

@@ -84,3 +84,13 @@ func (b Budget) Status() (quota.Status, bool) {
 	}
 	return st, true
 }
+
+// Lift ends a cool-down now (an operator's action); it reports whether
+// the account has budgets to lift one from.
+func (b Budget) Lift() bool {
+	if b.b == nil {
+		return false
+	}
+	b.b.Clear(b.id)
+	return true
+}

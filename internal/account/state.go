@@ -99,12 +99,25 @@ type Counters struct {
 	Failed    atomic.Int64 // final reply 4xx/5xx, or refused before DATA
 	Ambiguous atomic.Int64 // final reply lost after the dot was sent
 	lastReply atomic.Pointer[LastReply]
+	recent    replyRing
 }
 
-// SetLastReply records the last upstream final reply.
+// SetLastReply records the last upstream final reply, also in the ring
+// of recent replies (Replies).
 func (c *Counters) SetLastReply(text string, at time.Time) {
-	c.lastReply.Store(&LastReply{Text: text, At: at})
+	lr := &LastReply{Text: text, At: at}
+	c.lastReply.Store(lr)
+	c.recent.add(lr)
 }
+
+// NoteReply records an upstream reply that ended no message (a refusal
+// at MAIL or RCPT that cooled the account down) in the ring of recent
+// replies only.
+func (c *Counters) NoteReply(text string, at time.Time) { c.recent.add(&LastReply{Text: text, At: at}) }
+
+// Replies returns the last upstream final replies, newest first (at most
+// RecentReplies).
+func (c *Counters) Replies() []LastReply { return c.recent.list() }
 
 // LastReply returns the last upstream final reply, if any.
 func (c *Counters) LastReply() (LastReply, bool) {

@@ -490,18 +490,13 @@ func (a *API) patchAccount(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) setDisabled(w http.ResponseWriter, r *http.Request, disabled bool) {
 	name := r.PathValue("email")
-	var v any // nil removes the key
-	if disabled {
-		v = true
-	}
-	err := a.edit(nil, func(f *config.AccountsFile) error { return f.Set(f.Find(name), map[string]any{"disabled": v}) })
+	err := a.SetDisabled(name, disabled) // console.go
 	switch {
 	case errors.Is(err, config.ErrNoAccount):
 		fail(w, http.StatusNotFound, "no account "+name)
 	case err != nil:
 		fail(w, http.StatusBadRequest, err.Error())
 	default:
-		a.log.Info("admin: account enabled/disabled", "account", name, "disabled", disabled)
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "email": name, "disabled": disabled})
 	}
 }

@@ -168,7 +168,8 @@ func (b *Browser) Screenshot(name string) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.t.Fatalf("screenshot dir: %v", err)
 	}
-	png := Get(b, 30*time.Second, chromedp.FullScreenshot(90))
+	// Quality 100 is what makes chromedp capture PNG; anything less is JPEG.
+	png := Get(b, 30*time.Second, chromedp.FullScreenshot(100))
 	file := filepath.Join(dir, sanitize(b.t.Name()+"-"+name)+".png")
 	if err := os.WriteFile(file, png, 0o644); err != nil {
 		b.t.Fatalf("screenshot: %v", err)

@@ -63,6 +63,7 @@ func (r *Relay) learn(a *account.Account, rp reply.Reply) reply.Reply {
 		return rp
 	}
 	r.coolDown(a, v.Kind, rp)
+	a.NoteReply(rp.String(), time.Now()) // the console's account page shows the cause
 	if v.Temporary || rp.Temporary() {
 		return reply.New(451, "4.7.0", a.Cfg.Email+": provider says: "+rp.String())
 	}

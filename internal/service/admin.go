@@ -13,6 +13,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/console"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
@@ -30,6 +31,11 @@ type AdminOptions struct {
 	// MetricsPerAccount adds per-account series (cardinality: opt-in).
 	MetricsPerAccount bool
 	Version           string
+	// Onboarding and Cluster feed the console's pages of the same names
+	// (package console); nil: the onboarding page says how to configure
+	// it, the cluster page is hidden.
+	Onboarding console.Onboarding
+	Cluster    console.Cluster
 }
 
 // minAdminTokenChars is the shortest admin token the service accepts: the
@@ -84,8 +90,10 @@ func (s *Service) startAdmin() (func(), error) {
 	// conns counts the connections' serve goroutines, which Serve starts
 	// and http.Server never waits for.
 	var conns sync.WaitGroup
+	// The console's pages at "/", the API's routes unchanged beside them.
+	handler := console.New(console.Options{API: api, Backend: s, Onboarding: o.Onboarding, Cluster: o.Cluster, Logger: s.log})
 	hs := &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      120 * time.Second,

@@ -24,6 +24,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/traffic"
 )
 
 // Options configure a Service. Zero values take the defaults noted.
@@ -97,6 +98,9 @@ type Service struct {
 	// repeat under overload; Run's sweeper flushes it, and Run writes
 	// what it still owes at the end.
 	logs *logthrottle.Throttle
+	// traffic is the messages per minute over the last hour, for the
+	// console (console.go); Run's sweeper samples it.
+	traffic traffic.Ring
 }
 
 // tokenHTTPClient is the one HTTP client every token source shares
@@ -378,7 +382,8 @@ func (s *Service) Run(ctx context.Context) error {
 			select {
 			case <-sweep.C:
 				s.Reg.Sweep()
-				s.logs.Flush() // the summaries of bursts that ended
+				s.sampleTraffic(time.Now()) // console.go
+				s.logs.Flush()              // the summaries of bursts that ended
 			case <-flush.C:
 				s.saveBudgets()
 			case <-sweepDone:

@@ -47,6 +47,7 @@ type Source struct {
 	holdUntil   time.Time     // no request before this (Retry-After, open breaker)
 	breakerOpen bool          // holdUntil comes from the circuit breaker
 	lastRefresh time.Time     // last successful request
+	hist        history       // the last token requests (history.go)
 	lastUsed    time.Time     // last Token or Refresh call
 	usedSaved   time.Time     // lastUsed as last given to the Store
 }

@@ -217,6 +217,7 @@ func (s *Source) finish(g grant, err error, rotated secret.String, sent time.Tim
 		s.failures, s.lastErr, s.final = 0, nil, nil
 		s.nextTry, s.holdUntil, s.breakerOpen = time.Time{}, time.Time{}, false
 		s.lastRefresh = sent
+		s.hist.add(Event{At: sent, OK: true})
 		s.setTokenLocked(tok, sent)
 	} else {
 		err = s.failLocked(err, now)
@@ -236,6 +237,7 @@ func (s *Source) failLocked(err error, now time.Time) *Error {
 		te = s.errorf(0, err)
 	}
 	s.lastErr = te
+	s.hist.add(Event{At: now, Detail: te.detail()})
 	if te.Final {
 		s.final = te
 		s.failures++
