@@ -43,8 +43,8 @@ func TestFlow_authorizationCode(t *testing.T) {
 		name     string
 		provider string
 		allow    bool
-		signIn   string                     // "" keeps the login hint
-		tamper   func(*oauthflow.Request)   // after Start
+		signIn   string                       // "" keeps the login hint
+		tamper   func(*oauthflow.Request)     // after Start
 		edit     func(cb *oauthflow.Callback) // after the redirect
 		wantErr  error
 		wantText string // substring of the error
