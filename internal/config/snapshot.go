@@ -150,6 +150,7 @@ type Provider struct {
 	RateLimiting          RateLimiting
 	Retry                 Retry
 	CircuitBreaker        CircuitBreaker
+	OAuthApp              OAuthApp // "oauth_app": the client for consent (oauthapp.go)
 }
 
 // Account is one resolved entry of accounts.json: provider defaults and
@@ -161,8 +162,11 @@ type Account struct {
 	// AuthType is "auth_type"; default token.AuthRefreshToken. The fields a
 	// type does not use are empty.
 	AuthType     token.AuthType
-	ClientID     string
-	ClientSecret secret.String // empty when absent
+	ClientID     string        // "client_id", else oauth_app's
+	ClientSecret secret.String // empty when absent; else oauth_app's
+	// OAuthApp is the provider's "oauth_app" with the account's own
+	// "oauth_app" over it: the client for consent (oauthapp.go).
+	OAuthApp OAuthApp
 	RefreshToken secret.String // token.AuthRefreshToken only
 	// Scope is "scope", sent with the token request when set; defaults to
 	// token.ScopeGoogleMail for token.AuthGoogleServiceAccount and token.ScopeOutlookAppOnly
