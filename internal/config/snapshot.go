@@ -166,7 +166,7 @@ type Account struct {
 	ClientSecret secret.String // empty when absent; else oauth_app's
 	// OAuthApp is the provider's "oauth_app" with the account's own
 	// "oauth_app" over it: the client for consent (oauthapp.go).
-	OAuthApp OAuthApp
+	OAuthApp     OAuthApp
 	RefreshToken secret.String // token.AuthRefreshToken only
 	// Scope is "scope", sent with the token request when set; defaults to
 	// token.ScopeGoogleMail for token.AuthGoogleServiceAccount and token.ScopeOutlookAppOnly
