@@ -71,6 +71,7 @@ func parseConfig(d *diag, file string, doc any, g *Global, provs map[string]Prov
 	parsePowerMTARelay(top, &g.Tokens)
 	parseGlobal(top.child("global"), g, dir)
 	parseProviders(top.child("providers"), provs)
+	parseOnboarding(top.child("onboarding"), &g.Onboarding, dir)
 	// Blocks the old tool (or its PowerMTA companion) read; none has an
 	// effect here.
 	top.ignore("powermta_relay", "features", "monitoring")

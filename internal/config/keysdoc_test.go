@@ -72,7 +72,7 @@ func acceptedKeys(t *testing.T) *keyLog {
 	const skeleton = `{"global": {"concurrency": {}, "timeouts": {}, "oauth2": {}, "http_pool": {}, "smtp": {}, "logging": {}},
 	  "providers": {"gmail": {"connection_pool": {}, "rate_limiting": {"cooldowns": {}}, "retry": {}, "circuit_breaker": {}, "oauth_app": {}},
 	    "outlook": {}, "default": {}},
-	  "powermta_relay": {}, "features": {}, "monitoring": {}}`
+	  "powermta_relay": {}, "features": {}, "monitoring": {}, "onboarding": {}}`
 	const blocks = `"connection_settings": {}, "rate_limiting": {"cooldowns": {}}, "retry": {}, "circuit_breaker": {}, "oauth_app": {}`
 	accounts := `[{"account_id": "r", "email": "r@example.com", "provider": "gmail", ` + blocks + `},
 	  {"account_id": "s", "email": "s@example.com", "provider": "gmail", "auth_type": "google_service_account", ` + blocks + `},

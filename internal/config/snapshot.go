@@ -33,6 +33,8 @@ type Global struct {
 	TokenRefreshBuffer time.Duration
 	// Tokens is the rest of "oauth2": renewal workers, pre-warm, state dir.
 	Tokens Tokens
+	// Onboarding is the top-level "onboarding" block (onboarding.go).
+	Onboarding Onboarding
 	// Listener is the client side: listener TLS, PROXY protocol, limits
 	// and timeouts (listener.go).
 	Listener Listener
