@@ -107,7 +107,7 @@ func (p *Provider) consentRoutes(mux *http.ServeMux) {
 }
 
 var consentPage = template.Must(template.New("consent").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Fake provider: consent</title></head>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Fake provider: consent</title></head>
 <body><h1 id="title">Allow access to your mail?</h1>
 <form method="post" action="/authorize">
 <p>Signed in as <input id="email" name="email" value="{{.Email}}"></p>

@@ -34,13 +34,16 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("GET /callback", m.callback)
 	mux.Handle("GET "+webui.AssetPrefix, webui.Assets())
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		m.render(w, http.StatusNotFound, outcome{"error", "Not found", "This page does not exist."})
+		webui.Render(w, m.log, http.StatusNotFound, page, webui.Page{Title: "Not found", Body: outcome{"error", "Not found", "This page does not exist."}})
 	})
 	return webui.Secure(mux)
 }
 
-func (m *Manager) render(w http.ResponseWriter, status int, o outcome) {
-	webui.Render(w, m.log, status, page, webui.Page{Title: o.Heading, Body: o})
+// render shows an outcome. The flow's pages are answered 200 whatever
+// they say: they are read by a person, and a browser reports a 4xx page
+// as a failed load; the state of the invitation is the record.
+func (m *Manager) render(w http.ResponseWriter, o outcome) {
+	webui.Render(w, m.log, http.StatusOK, page, webui.Page{Title: o.Heading, Body: o})
 }
 
 var (
@@ -67,7 +70,7 @@ func (m *Manager) open(w http.ResponseWriter, r *http.Request) {
 	}
 	if o != nil {
 		m.mu.Unlock()
-		m.render(w, http.StatusGone, *o)
+		m.render(w, *o)
 		return
 	}
 	id, accountID := s.ID, s.AccountID
@@ -85,14 +88,14 @@ func (m *Manager) open(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		m.log.Error("invitation cannot start", "invitation", id, "account", accountID, "err", err)
-		m.render(w, http.StatusServiceUnavailable, outcome{"error", "This invitation cannot be used right now", "The proxy's OAuth app is not set up for this account. The operator has been told."})
+		m.render(w, outcome{"error", "This invitation cannot be used right now", "The proxy's OAuth app is not set up for this account. The operator has been told."})
 		return
 	}
 	m.mu.Lock()
 	s = m.byIDLocked(id)
 	if s == nil || (s.State != StatePending && s.State != StateOpened) {
 		m.mu.Unlock()
-		m.render(w, http.StatusGone, pageUsed)
+		m.render(w, pageUsed)
 		return
 	}
 	m.pruneAuthsLocked(now)
@@ -120,7 +123,7 @@ func (m *Manager) pruneAuthsLocked(now time.Time) {
 func (m *Manager) callback(w http.ResponseWriter, r *http.Request) {
 	cb, err := oauthflow.CallbackFromQuery(r.URL.Query())
 	if err != nil {
-		m.render(w, http.StatusBadRequest, pageBadBack)
+		m.render(w, pageBadBack)
 		return
 	}
 	now := m.o.Now()
@@ -133,49 +136,49 @@ func (m *Manager) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if s == nil || s.State != StateOpened {
 		m.mu.Unlock()
-		m.render(w, http.StatusBadRequest, pageBadBack)
+		m.render(w, pageBadBack)
 		return
 	}
 	if m.view(s, now).State == StateExpired {
 		m.mu.Unlock()
-		m.render(w, http.StatusGone, pageExpired)
+		m.render(w, pageExpired)
 		return
 	}
 	id, accountID, email := s.ID, s.AccountID, s.Email
 	m.mu.Unlock()
 
-	fail := func(status int, reason string, o outcome) {
+	fail := func(reason string, o outcome) {
 		m.finish(id, StateFailed, reason)
 		m.log.Warn("invitation failed", "invitation", id, "account", accountID, "reason", reason)
-		m.render(w, status, o)
+		m.render(w, o)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	g, err := p.app.Finish(ctx, p.req, cb)
 	switch {
 	case errors.Is(err, oauthflow.ErrDenied):
-		fail(http.StatusOK, "consent refused at the provider", outcome{"error", "Access was not given",
+		fail("consent refused at the provider", outcome{"error", "Access was not given",
 			"You chose not to allow access, so nothing was changed. If this was a mistake, ask for a new invitation."})
 		return
 	case err != nil:
-		fail(http.StatusBadGateway, err.Error(), outcome{"error", "Sign-in could not be completed",
+		fail(err.Error(), outcome{"error", "Sign-in could not be completed",
 			"The provider did not confirm the sign-in. Ask for a new invitation and try again."})
 		return
 	}
 	a := m.account(accountID)
 	if a == nil {
-		fail(http.StatusGone, "the account was removed", pageUnknown)
+		fail("the account was removed", pageUnknown)
 		return
 	}
 	c, err := Check(a, p.app, g)
 	if err != nil {
-		fail(http.StatusForbidden, err.Error(), outcome{"error", "You signed in with a different address",
+		fail(err.Error(), outcome{"error", "You signed in with a different address",
 			"You signed in as " + g.Email + ", but this invitation is for " + email + ". Nothing was changed. Ask for a new invitation and sign in as " + email + "."})
 		return
 	}
 	if err := m.o.Grants.SaveGrant(ctx, c); err != nil {
 		m.log.Error("consented grant not stored", "invitation", id, "account", accountID, "err", err)
-		fail(http.StatusInternalServerError, "the grant could not be stored", outcome{"error", "Access could not be saved",
+		fail("the grant could not be stored", outcome{"error", "Access could not be saved",
 			"The proxy could not store the access you gave. The operator has been told; ask for a new invitation."})
 		return
 	}
@@ -186,7 +189,7 @@ func (m *Manager) callback(w http.ResponseWriter, r *http.Request) {
 			m.log.Error("reload after consent", "account", accountID, "err", err)
 		}
 	}
-	m.render(w, http.StatusOK, outcome{"ok", "Access given: thank you", email + " can now send through the proxy. You can close this page."})
+	m.render(w, outcome{"ok", "Access given: thank you", email + " can now send through the proxy. You can close this page."})
 }
 
 func (m *Manager) finish(id string, st InvitationState, reason string) {

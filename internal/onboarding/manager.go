@@ -68,6 +68,9 @@ type Options struct {
 	// browser reaches it, e.g. https://onboard.example.com; links and the
 	// OAuth redirect URI (PublicURL + "/callback") start with it.
 	PublicURL string
+	// TTL is an invitation's lifetime when Invite is given none; 0 is
+	// DefaultTTL.
+	TTL time.Duration
 	// Snapshot returns the configuration in force (the accounts).
 	Snapshot func() *config.Snapshot
 	// Grants stores consented grants.
@@ -179,6 +182,9 @@ func (m *Manager) Invite(ctx context.Context, accountID string, ttl time.Duratio
 	}
 	if _, err := AppFor(a); err != nil {
 		return Invitation{}, secret.String{}, fmt.Errorf("invite %s: %w", a.ID, err)
+	}
+	if ttl <= 0 {
+		ttl = m.o.TTL
 	}
 	if ttl <= 0 {
 		ttl = DefaultTTL

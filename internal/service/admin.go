@@ -79,6 +79,9 @@ func (s *Service) startAdmin() (func(), error) {
 	}
 	ln := s.adminLn
 	api := admin.New(s, admin.Options{Token: o.Token, Version: o.Version, Logger: s.log, Gatherer: s.metrics, Registerer: s.metrics})
+	if s.onboard != nil {
+		api.HandleInvitations(s.onboard) // onboarding.go
+	}
 	// conns counts the connections' serve goroutines, which Serve starts
 	// and http.Server never waits for.
 	var conns sync.WaitGroup
