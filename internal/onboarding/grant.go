@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/oauthflow"
@@ -28,6 +29,11 @@ func AppFor(a *config.Account) (oauthflow.App, error) {
 	}
 	if app.ClientID == "" {
 		app.ClientID, app.ClientSecret = a.ClientID, a.ClientSecret
+	}
+	if strings.Contains(a.TokenURL, "login.live.com") {
+		// The legacy consumer endpoint has no PKCE authorization code flow
+		// of the v2 kind; its refresh tokens and v2's do not mix.
+		return app, fmt.Errorf("account %s refreshes at %s, the legacy Live endpoint: for consent, drop its oauth_token_url and set \"tenant\": \"consumers\"", a.ID, a.TokenURL)
 	}
 	if app.Tenant == "" {
 		app.Tenant = a.Tenant

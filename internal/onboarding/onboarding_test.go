@@ -259,3 +259,27 @@ func TestInvitation_persistedAndBounded(t *testing.T) {
 		t.Errorf("assets: %d", status)
 	}
 }
+
+func TestAppFor(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "config.json"), `{"providers": {"outlook": {"oauth_app": {"client_id": "ms-app", "tenant": "consumers", "scopes": ["https://outlook.office.com/IMAP.AccessAsUser.All"]}}}}`)
+	write(t, filepath.Join(dir, "accounts.json"), `[
+	  {"account_id": "o1", "email": "o1@outlook.com", "provider": "outlook", "refresh_token": "x"},
+	  {"account_id": "o2", "email": "o2@hotmail.com", "provider": "outlook", "refresh_token": "x", "oauth_token_url": "https://login.live.com/oauth20_token.srf"},
+	  {"account_id": "g1", "email": "g1@example.com", "provider": "gmail", "client_id": "own", "client_secret": "own-secret", "refresh_token": "x"}]`)
+	snap, _, err := config.Load(config.LoadOptions{ConfigPath: filepath.Join(dir, "config.json"), AccountsPath: filepath.Join(dir, "accounts.json"), SearchDirs: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o1, err := onboarding.AppFor(snap.Accounts[0])
+	if err != nil || o1.ClientID != "ms-app" || o1.Tenant != "consumers" || !strings.Contains(strings.Join(o1.Scopes(), " "), "IMAP.AccessAsUser.All") {
+		t.Errorf("o1: %+v %v", o1, err)
+	}
+	if _, err := onboarding.AppFor(snap.Accounts[1]); err == nil || !strings.Contains(err.Error(), "consumers") {
+		t.Errorf("legacy live.com account: %v, want a refusal naming the consumers tenant", err)
+	}
+	if g1, err := onboarding.AppFor(snap.Accounts[2]); err != nil || g1.ClientID != "own" || g1.ClientSecret.Reveal() != "own-secret" {
+		t.Errorf("g1 without oauth_app: %+v %v, want its own client", g1, err)
+	}
+}
