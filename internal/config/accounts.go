@@ -146,6 +146,7 @@ func parseIdentity(o *object, a *Account, provs map[string]Provider) {
 	parseAuthType(o, a)
 	a.OAuthApp = provs[blockName(a.Provider)].OAuthApp
 	parseOAuthApp(o.child("oauth_app"), &a.OAuthApp)
+	parseConsentedAt(o, a)
 	if !o.str("client_id", &a.ClientID) {
 		a.ClientID = a.OAuthApp.ClientID
 	}

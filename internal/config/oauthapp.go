@@ -1,6 +1,8 @@
 package config
 
 import (
+	"time"
+
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
 
@@ -57,4 +59,20 @@ func parseOAuthApp(o *object, app *OAuthApp) {
 		}
 	}
 	o.finish()
+}
+
+// parseConsentedAt reads "consented_at", the time (RFC 3339) at which the
+// owner gave the consent behind refresh_token; the consent commands write
+// it.
+func parseConsentedAt(o *object, a *Account) {
+	var s string
+	if !o.str("consented_at", &s) {
+		return
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		o.errorf("consented_at", "must be an RFC 3339 time such as 2026-12-01T10:00:00Z, not %q", s)
+		return
+	}
+	a.ConsentedAt = t
 }

@@ -166,6 +166,9 @@ type Account struct {
 	AuthType     token.AuthType
 	ClientID     string        // "client_id", else oauth_app's
 	ClientSecret secret.String // empty when absent; else oauth_app's
+	// ConsentedAt is "consented_at": when the owner consented to
+	// RefreshToken (oauthapp.go); zero when unknown.
+	ConsentedAt time.Time
 	// OAuthApp is the provider's "oauth_app" with the account's own
 	// "oauth_app" over it: the client for consent (oauthapp.go).
 	OAuthApp     OAuthApp

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/oauthflow"
@@ -50,6 +51,7 @@ type Consented struct {
 	// account must refresh with it.
 	ClientID     string
 	ClientSecret secret.String
+	At           time.Time // when the owner consented
 }
 
 // GrantStore is where consented grants go. FileStore writes accounts.json;
@@ -74,7 +76,7 @@ func (s FileStore) SaveGrant(_ context.Context, c Consented) error {
 		if i < 0 {
 			return fmt.Errorf("account %s: %w", c.AccountID, config.ErrNoAccount)
 		}
-		fields := map[string]any{"refresh_token": c.RefreshToken.Reveal()}
+		fields := map[string]any{"refresh_token": c.RefreshToken.Reveal(), "consented_at": c.At.UTC().Format(time.RFC3339)}
 		if c.ClientID != "" {
 			fields["client_id"] = c.ClientID
 			if !c.ClientSecret.Empty() {
@@ -91,7 +93,7 @@ func Check(a *config.Account, app oauthflow.App, g oauthflow.Grant) (Consented, 
 	if !oauthflow.SameAddress(g.Email, a.Email) {
 		return Consented{}, fmt.Errorf("%w: %s signed in, the account is %s", ErrMismatch, g.Email, a.Email)
 	}
-	c := Consented{AccountID: a.ID, RefreshToken: g.RefreshToken}
+	c := Consented{AccountID: a.ID, RefreshToken: g.RefreshToken, At: time.Now()}
 	if app.ClientID != a.ClientID || app.ClientSecret.Reveal() != a.ClientSecret.Reveal() {
 		c.ClientID, c.ClientSecret = app.ClientID, app.ClientSecret
 	}

@@ -171,6 +171,7 @@ func (m *Manager) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := Check(a, p.app, g)
+	c.At = m.o.Now()
 	if err != nil {
 		fail(err.Error(), outcome{"error", "You signed in with a different address",
 			"You signed in as " + g.Email + ", but this invitation is for " + email + ". Nothing was changed. Ask for a new invitation and sign in as " + email + "."})

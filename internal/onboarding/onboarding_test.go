@@ -198,6 +198,9 @@ func TestInvitation_flow(t *testing.T) {
 				t.Errorf("accounts.json holds the new refresh token: %v, want %v\n%s", hasRT, tc.stored, b)
 			}
 			if tc.stored {
+				if !strings.Contains(string(b), `"consented_at": "`+e.now.Now().UTC().Format(time.RFC3339)+`"`) {
+					t.Errorf("accounts.json lacks consented_at:\n%s", b)
+				}
 				if strings.Contains(string(b), "client_id") || strings.Contains(string(b), "web-secret") {
 					t.Errorf("accounts.json repeats the provider's oauth_app:\n%s", b)
 				}

@@ -276,3 +276,43 @@ func TestSource_dexDeadRefreshTokenNeedsConsent(t *testing.T) {
 		t.Errorf("Status = %+v, want needs_consent with dex's answer", st)
 	}
 }
+
+// TestSource_googleTestingAppHint: a Google grant refused with
+// invalid_grant about 7 days after its consent says, in the account's
+// status, that the OAuth app is probably in "Testing" (issue 13).
+func TestSource_googleTestingAppHint(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		google   bool
+		age      time.Duration // since consent; 0: unknown
+		body     string
+		wantHint bool
+	}{
+		{name: "google, 7 days", google: true, age: 7*24*time.Hour + time.Hour, body: `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`, wantHint: true},
+		{name: "google, 3 days", google: true, age: 3 * 24 * time.Hour, body: `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`},
+		{name: "google, consent unknown", google: true, body: `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`},
+		{name: "not google", age: 7 * 24 * time.Hour, body: `{"error":"invalid_grant","error_description":"AADSTS70000"}`},
+		{name: "google, invalid_client", google: true, age: 7 * 24 * time.Hour, body: `{"error":"invalid_client","error_description":"Unauthorized"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newClock()
+			e := newEndpoint(t, func(w http.ResponseWriter, _ *http.Request, _ int) { reply(w, 400, tc.body) })
+			cfg := baseConfig(e, c)
+			cfg.Google = tc.google
+			if tc.age > 0 {
+				cfg.ConsentedAt = c.Now().Add(-tc.age)
+			}
+			s := mustSource(t, cfg)
+			if _, err := s.Token(t.Context()); !errors.Is(err, token.ErrFinal) {
+				t.Fatalf("err = %v, want Final", err)
+			}
+			st := s.Status()
+			if got := strings.Contains(st.LastError, `"Testing"`); got != tc.wantHint || st.State != token.StateNeedsConsent {
+				t.Errorf("status %+v: hint %v, want %v", st, got, tc.wantHint)
+			}
+		})
+	}
+}
