@@ -37,7 +37,9 @@ const (
 )
 
 // States lists every state, for metrics.
-var States = []InvitationState{StatePending, StateOpened, StateConsented, StateFailed, StateExpired}
+func States() []InvitationState {
+	return []InvitationState{StatePending, StateOpened, StateConsented, StateFailed, StateExpired}
+}
 
 // DefaultTTL is an invitation's lifetime when Invite is given none.
 const DefaultTTL = 7 * 24 * time.Hour

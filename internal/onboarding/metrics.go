@@ -19,7 +19,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counts := c.m.Counts()
-	for _, s := range States {
+	for _, s := range States() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 }
