@@ -29,6 +29,8 @@ const accountsUsage = `usage: xoauth2-proxy accounts COMMAND [flags]
   remove EMAIL|ACCOUNT_ID...    remove accounts
   import FILE|-                 add the accounts of an import file (old format:
                                 email,account_id,refresh_token,client_id[,client_secret][,ip_address])
+  authorize EMAIL               get the owner's OAuth consent here and store the refresh token (--device)
+  invite EMAIL...|--csv FILE    invitation links for remote owners (--admin-url; prints CSV)
 
 Without --admin-url the commands edit accounts.json (--accounts, --config, found as serve finds
 them); a running proxy applies the change at its next reload (systemctl reload, SIGHUP). With
@@ -74,6 +76,10 @@ func runAccounts(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		return a.remove(ctx, rest)
 	case "import":
 		return a.importFile(ctx, rest)
+	case "authorize":
+		return a.authorize(ctx, rest)
+	case "invite":
+		return a.invite(ctx, rest)
 	default:
 		fmt.Fprint(stderr, accountsUsage)
 		return fmt.Errorf("accounts: unknown command %q", sub)

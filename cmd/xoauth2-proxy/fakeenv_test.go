@@ -69,26 +69,33 @@ func newFakeEnv(t *testing.T, o envOptions) *fakeEnv {
 		"client_id": "cid", "client_secret": clientSec, "refresh_token": aliceRT,
 	}}})
 	if o.admin {
-		svc, err := service.New(service.Options{
-			Load:   config.LoadOptions{ConfigPath: e.cfg, AccountsPath: e.accounts, ConfigExplicit: true, SearchDirs: []string{}},
-			Listen: "127.0.0.1:0",
-			Admin:  service.AdminOptions{Listen: "127.0.0.1:0", Token: secret.New(adminSecret), Version: "test"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- svc.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("proxy: %v", err)
-			}
-		})
-		e.adminURL = "http://" + svc.AdminAddr().String()
+		e.startProxy(t)
 	}
 	return e
+}
+
+// startProxy runs a proxy with an admin API on the env's files until the
+// test ends, and sets adminURL.
+func (e *fakeEnv) startProxy(t *testing.T) {
+	t.Helper()
+	svc, err := service.New(service.Options{
+		Load:   config.LoadOptions{ConfigPath: e.cfg, AccountsPath: e.accounts, ConfigExplicit: true, SearchDirs: []string{}},
+		Listen: "127.0.0.1:0",
+		Admin:  service.AdminOptions{Listen: "127.0.0.1:0", Token: secret.New(adminSecret), Version: "test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	})
+	e.adminURL = "http://" + svc.AdminAddr().String()
 }
 
 // files are the flags that point a command at the env's files.

@@ -8,6 +8,7 @@
 //	xoauth2-proxy check-config [flags] validate config.json and accounts.json; refuse the sample accounts
 //	xoauth2-proxy hash-password        read a password, print a bcrypt hash for smtp_password
 //	xoauth2-proxy accounts list|add|remove|import  manage accounts (files, or a running proxy with --admin-url)
+//	xoauth2-proxy pmta-config [flags]  print PowerMTA virtual MTAs for the accounts
 //	xoauth2-proxy token EMAIL          fetch a token for the account now; print its expiry and state
 //	xoauth2-proxy send --account EMAIL --to ADDR   one test message through the account's upstream
 //	xoauth2-proxy status [flags]       a running proxy's overview and the accounts needing attention

@@ -26,6 +26,10 @@ func commands() []command {
 			}},
 		{"hash-password", "read a password, print the bcrypt hash for an account's smtp_password", hashPassword},
 		{"accounts", "list, add, remove or import accounts, in the files or through a running proxy", runAccounts},
+		{"pmta-config", "print PowerMTA virtual MTAs for the accounts (routes to the proxy, AUTH, session caps)",
+			func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runPMTAConfig(args, stdout, stderr)
+			}},
 		{"token", "fetch an access token for one account now; print its expiry and state",
 			func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runToken(args, stdout, stderr)

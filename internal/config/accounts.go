@@ -115,7 +115,7 @@ func idOf(v any) string {
 // account's provider block. keys parses each key file once.
 func parseAccount(o *object, provs map[string]Provider, keys *keyCache) *Account {
 	a := &Account{}
-	parseIdentity(o, a)
+	parseIdentity(o, a, provs)
 	p := provs[blockName(a.Provider)]
 	explicitURL := parseUpstream(o, a, p)
 	parseCredentials(o, a, keys, explicitURL)
@@ -125,7 +125,7 @@ func parseAccount(o *object, provs map[string]Provider, keys *keyCache) *Account
 }
 
 // parseIdentity reads who the account is and its credentials.
-func parseIdentity(o *object, a *Account) {
+func parseIdentity(o *object, a *Account, provs map[string]Provider) {
 	if v, ok := o.get("account_id"); ok {
 		a.ID = idOf(v)
 		if a.ID == "" && !isString(v) {
@@ -144,12 +144,19 @@ func parseIdentity(o *object, a *Account) {
 	a.Provider = strings.ToLower(a.Provider)
 
 	parseAuthType(o, a)
-	o.str("client_id", &a.ClientID)
+	a.OAuthApp = provs[blockName(a.Provider)].OAuthApp
+	parseOAuthApp(o.child("oauth_app"), &a.OAuthApp)
+	parseConsentedAt(o, a)
+	if !o.str("client_id", &a.ClientID) {
+		a.ClientID = a.OAuthApp.ClientID
+	}
 	if a.AuthType != token.AuthGoogleServiceAccount {
 		required(o, "client_id", a.ClientID)
 	}
 	var clientSecret, refreshToken string
-	o.str("client_secret", &clientSecret)
+	if !o.str("client_secret", &clientSecret) {
+		clientSecret = a.OAuthApp.ClientSecret.Reveal()
+	}
 	if a.AuthType != token.AuthGoogleServiceAccount {
 		a.ClientSecret = secret.New(clientSecret)
 	}

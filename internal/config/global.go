@@ -74,6 +74,7 @@ func parseConfig(d *diag, file string, doc any, g *Global, provs map[string]Prov
 	parseGlobal(top.child("global"), g, dir)
 	parseProviders(top.child("providers"), provs)
 	parseFeedback(top.child("feedback"), &g.Feedback, dir)
+	parseOnboarding(top.child("onboarding"), &g.Onboarding, dir)
 	// Blocks the old tool (or its PowerMTA companion) read; none has an
 	// effect here.
 	top.ignore("powermta_relay", "features", "monitoring")

@@ -70,10 +70,10 @@ func TestAccountRecord_keysAreAccountKeys(t *testing.T) {
 func acceptedKeys(t *testing.T) *keyLog {
 	t.Helper()
 	const skeleton = `{"global": {"concurrency": {}, "timeouts": {}, "oauth2": {}, "http_pool": {}, "smtp": {}, "logging": {}},
-	  "providers": {"gmail": {"connection_pool": {}, "rate_limiting": {"cooldowns": {}, "warmup": {}}, "retry": {}, "circuit_breaker": {}},
+	  "providers": {"gmail": {"connection_pool": {}, "rate_limiting": {"cooldowns": {}, "warmup": {}}, "retry": {}, "circuit_breaker": {}, "oauth_app": {}},
 	    "outlook": {}, "default": {}},
-	  "powermta_relay": {}, "features": {}, "monitoring": {}, "feedback": {"imap_servers": {}}}`
-	const blocks = `"connection_settings": {}, "rate_limiting": {"cooldowns": {}, "warmup": {}}, "retry": {}, "circuit_breaker": {}`
+	  "powermta_relay": {}, "features": {}, "monitoring": {}, "feedback": {"imap_servers": {}}, "onboarding": {}}`
+	const blocks = `"connection_settings": {}, "rate_limiting": {"cooldowns": {}, "warmup": {}}, "retry": {}, "circuit_breaker": {}, "oauth_app": {}`
 	accounts := `[{"account_id": "r", "email": "r@example.com", "provider": "gmail", ` + blocks + `},
 	  {"account_id": "s", "email": "s@example.com", "provider": "gmail", "auth_type": "google_service_account", ` + blocks + `},
 	  {"account_id": "c", "email": "c@example.com", "provider": "outlook", "auth_type": "client_credentials",

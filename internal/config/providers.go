@@ -106,6 +106,7 @@ func parseProvider(o *object, p *Provider) {
 	parseRateLimiting(o.child("rate_limiting"), &p.RateLimiting)
 	parseRetry(o.child("retry"), &p.Retry)
 	parseCircuitBreaker(o.child("circuit_breaker"), &p.CircuitBreaker)
+	parseOAuthApp(o.child("oauth_app"), &p.OAuthApp)
 
 	if p.TLS == upstream.TLSNone && p.SMTPAddr != "" {
 		checkCleartext(o, "smtp_tls", p.SMTPAddr)

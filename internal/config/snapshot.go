@@ -33,6 +33,8 @@ type Global struct {
 	TokenRefreshBuffer time.Duration
 	// Tokens is the rest of "oauth2": renewal workers, pre-warm, state dir.
 	Tokens Tokens
+	// Onboarding is the top-level "onboarding" block (onboarding.go).
+	Onboarding Onboarding
 	// Listener is the client side: listener TLS, PROXY protocol, limits
 	// and timeouts (listener.go).
 	Listener Listener
@@ -158,6 +160,7 @@ type Provider struct {
 	RateLimiting          RateLimiting
 	Retry                 Retry
 	CircuitBreaker        CircuitBreaker
+	OAuthApp              OAuthApp // "oauth_app": the client for consent (oauthapp.go)
 }
 
 // Account is one resolved entry of accounts.json: provider defaults and
@@ -169,8 +172,14 @@ type Account struct {
 	// AuthType is "auth_type"; default token.AuthRefreshToken. The fields a
 	// type does not use are empty.
 	AuthType     token.AuthType
-	ClientID     string
-	ClientSecret secret.String // empty when absent
+	ClientID     string        // "client_id", else oauth_app's
+	ClientSecret secret.String // empty when absent; else oauth_app's
+	// ConsentedAt is "consented_at": when the owner consented to
+	// RefreshToken (oauthapp.go); zero when unknown.
+	ConsentedAt time.Time
+	// OAuthApp is the provider's "oauth_app" with the account's own
+	// "oauth_app" over it: the client for consent (oauthapp.go).
+	OAuthApp     OAuthApp
 	RefreshToken secret.String // token.AuthRefreshToken only
 	// Scope is "scope", sent with the token request when set; defaults to
 	// token.ScopeGoogleMail for token.AuthGoogleServiceAccount and token.ScopeOutlookAppOnly

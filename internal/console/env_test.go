@@ -45,7 +45,10 @@ type proxyOptions struct {
 	n          int                // accounts: sender00000@example.com … (account_id acct00000 …)
 	hashed     int                // the first hashed accounts get a bcrypt smtp_password
 	onboarding console.Onboarding // nil: none
-	cluster    console.Cluster    // nil: none
+	// publicOnboarding configures the proxy's own onboarding listener
+	// (the "onboarding" block), whose invitations the console then shows.
+	publicOnboarding bool
+	cluster          console.Cluster // nil: none
 }
 
 // email and id of account i, and its SMTP password.
@@ -96,6 +99,9 @@ func startProxy(t testing.TB, o proxyOptions) *proxy {
 		}
 	}
 	cfg := map[string]any{"global": map[string]any{"smtp": map[string]any{"server_hostname": "proxy.test", "upstream_ca_file": ca}}}
+	if o.publicOnboarding {
+		cfg["onboarding"] = map[string]any{"listen": "127.0.0.1:0", "public_url": "http://127.0.0.1:8443"}
+	}
 	writeFile(t, filepath.Join(dir, "config.json"), cfg)
 	writeFile(t, filepath.Join(dir, "accounts.json"), map[string]any{"accounts": accts})
 	svc, err := service.New(service.Options{
@@ -121,8 +127,15 @@ func startProxy(t testing.TB, o proxyOptions) *proxy {
 		}
 	})
 	p := &proxy{fp: fp, svc: svc, smtp: svc.Addr().String(), base: "http://" + svc.AdminAddr().String(), dir: dir, accounts: accts}
+	ready := &http.Client{Timeout: 5 * time.Second}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(p.base + "/readyz"); err == nil {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("Run ended before the proxy was ready: %v", err)
+		default:
+		}
+		if resp, err := ready.Get(p.base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				break

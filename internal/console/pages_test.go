@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -201,5 +202,43 @@ func TestNoSecretInPagesOrStream(t *testing.T) {
 				t.Errorf("%s shows a secret (%.12s…)", path, s)
 			}
 		}
+	}
+}
+
+// TestOnboardingPage_proxyInvitations: with the proxy's own onboarding
+// listener configured, the console's Onboarding page creates real
+// invitations (the same ones the admin API lists) and shows their states.
+func TestOnboardingPage_proxyInvitations(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, proxyOptions{n: 2, publicOnboarding: true})
+	c := p.client(t)
+	c.signIn()
+	if _, body := c.get("/onboarding"); strings.Contains(body, "not configured") {
+		t.Fatalf("the onboarding page says it is not configured: %s", body)
+	}
+	tok := c.csrf("/onboarding")
+	code, h, dl := c.do("POST", "/onboarding", url.Values{"csrf": {tok}, "accounts": {email(1)}}, nil)
+	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/csv") {
+		t.Fatalf("invite: %d %v %s", code, h, dl)
+	}
+	rows, err := csv.NewReader(strings.NewReader(dl)).ReadAll()
+	if err != nil || len(rows) != 2 || !strings.HasPrefix(rows[1][3], "http://127.0.0.1:8443/i/") {
+		t.Fatalf("invite CSV (%v): %q", err, rows)
+	}
+	// The admin API lists the same invitation, pending.
+	req, _ := http.NewRequest("GET", p.base+"/api/invitations", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(api), email(1)) || !strings.Contains(string(api), "pending") {
+		t.Fatalf("GET /api/invitations: %d %s", resp.StatusCode, api)
+	}
+	_, page := c.get("/onboarding")
+	if !strings.Contains(page, email(1)) || !strings.Contains(page, "pending") || strings.Contains(page, rows[1][3]) {
+		t.Errorf("onboarding page lacks the invitation, or shows its link: %s", page)
 	}
 }

@@ -167,6 +167,7 @@ type Provider struct {
 	issued       []string               // every access token ever issued
 	tokenDown    bool                   // SetTokenEndpointDown
 	grants       grantState             // service accounts, apps, token faults (grants.go)
+	consent      consentState           // authorization codes, device codes (consent.go)
 	sessions     map[string]int         // authenticated sessions by account key
 	peakSessions int64                  // Stats.MaxConcurrentSessionsPerUser
 	messages     []Message              // delivered, in order

@@ -33,6 +33,7 @@ type tokenError struct {
 func (p *Provider) newTokenServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", p.handleToken)
+	p.consentRoutes(mux)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -78,6 +79,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		status, body = p.jwtBearer(r.PostForm.Get("assertion"))
 	case "client_credentials":
 		status, body = p.clientCredentials(clientID, secret, r.PostForm)
+	case "authorization_code":
+		status, body = p.codeGrant(clientID, secret, r.PostForm)
+	case grantDeviceCode:
+		status, body = p.deviceGrant(clientID, secret, r.PostForm)
 	default:
 		status, body = p.refresh(grant, clientID, secret, r.PostForm.Get("refresh_token"))
 	}

@@ -87,11 +87,18 @@ func (s *Service) startAdmin() (func(), error) {
 	api := admin.New(s, admin.Options{Token: o.Token, Version: o.Version, Logger: s.log, Gatherer: s.metrics, Registerer: s.metrics,
 		Feedback: s.feedbackStatus})
 	s.feedbackRoutes(api) // feedback.go
+	if s.onboard != nil {
+		api.HandleInvitations(s.onboard) // onboarding.go
+	}
 	// conns counts the connections' serve goroutines, which Serve starts
 	// and http.Server never waits for.
 	var conns sync.WaitGroup
 	// The console's pages at "/", the API's routes unchanged beside them.
-	handler := console.New(console.Options{API: api, Backend: s, Onboarding: o.Onboarding, Cluster: o.Cluster, Logger: s.log})
+	invites := o.Onboarding
+	if invites == nil && s.onboard != nil {
+		invites = consoleInvitations{s.onboard} // console.go
+	}
+	handler := console.New(console.Options{API: api, Backend: s, Onboarding: invites, Cluster: o.Cluster, Logger: s.log})
 	hs := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

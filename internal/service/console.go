@@ -1,8 +1,12 @@
 package service
 
 import (
+	"context"
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/console"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/onboarding"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/traffic"
 )
 
@@ -51,3 +55,30 @@ func (s *Service) Traffic(now time.Time) []traffic.Minute {
 // sampleTraffic counts the outcomes since the last sample into the
 // per-minute ring (Run's sweeper, every few seconds, and each read).
 func (s *Service) sampleTraffic(now time.Time) { s.traffic.Sample(now, s.MessageTotals()) }
+
+// consoleInvitations shows the onboarding listener's invitations on the
+// console's Onboarding page: console codes against its own interface, so
+// that it does not depend on how invitations are kept.
+type consoleInvitations struct{ m *onboarding.Manager }
+
+func (c consoleInvitations) Invite(ctx context.Context, accountID string, ttl time.Duration) (console.InvitationView, secret.String, error) {
+	inv, link, err := c.m.Invite(ctx, accountID, ttl)
+	return invitationView(inv), link, err
+}
+
+func (c consoleInvitations) Invitations() []console.InvitationView {
+	list := c.m.Invitations()
+	out := make([]console.InvitationView, len(list))
+	for i, inv := range list {
+		out[i] = invitationView(inv)
+	}
+	return out
+}
+
+func invitationView(inv onboarding.Invitation) console.InvitationView {
+	return console.InvitationView{
+		ID: inv.ID, AccountID: inv.AccountID, Email: inv.Email,
+		State: string(inv.State), Reason: inv.Reason,
+		CreatedAt: inv.CreatedAt, UpdatedAt: inv.UpdatedAt, ExpiresAt: inv.ExpiresAt,
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/logthrottle"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/onboarding"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/relay"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/smtpd"
@@ -101,6 +102,10 @@ type Service struct {
 	// traffic is the messages per minute over the last hour, for the
 	// console (console.go); Run's sweeper samples it.
 	traffic traffic.Ring
+	// onboard is the invitations' manager, nil without an onboarding
+	// listener; onboardingAddr is that listener's address (onboarding.go).
+	onboard        *onboarding.Manager
+	onboardingAddr net.Addr
 }
 
 // tokenHTTPClient is the one HTTP client every token source shares
@@ -351,11 +356,20 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.tokenTransport != nil {
 		defer s.tokenTransport.CloseIdleConnections()
 	}
+	var err error
+	if s.onboard, err = s.newOnboarding(); err != nil { // onboarding.go
+		return err
+	}
 	stopAdmin, err := s.startAdmin() // admin.go
 	if err != nil {
 		return err
 	}
 	defer stopAdmin()
+	stopOnboarding, err := s.startOnboarding(s.onboard)
+	if err != nil {
+		return err
+	}
+	defer stopOnboarding()
 	srvCtx, cancelSrv := context.WithCancel(context.Background())
 	defer cancelSrv()
 	var wg sync.WaitGroup

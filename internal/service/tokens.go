@@ -64,7 +64,9 @@ func tokenConfig(c *config.Account, g config.Global) token.Config {
 		Timeout:       g.Timeouts.OAuth2,
 		// The retry block paces token retries; its max_attempts counts
 		// upstream SMTP attempts only (docs/config.md).
-		Retry: token.Backoff{Base: time.Second, Factor: c.Retry.BackoffFactor, Max: c.Retry.MaxDelay, Jitter: c.Retry.Jitter},
+		Retry:       token.Backoff{Base: time.Second, Factor: c.Retry.BackoffFactor, Max: c.Retry.MaxDelay, Jitter: c.Retry.Jitter},
+		ConsentedAt: c.ConsentedAt,
+		Google:      c.Provider == config.ProviderGmail,
 	}
 	if cb := c.CircuitBreaker; cb.Enabled {
 		cfg.Breaker = token.Breaker{Threshold: cb.FailureThreshold, Recovery: cb.RecoveryTimeout}

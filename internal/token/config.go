@@ -103,6 +103,13 @@ type Config struct {
 	Retry Backoff
 	// Breaker is the account's circuit breaker; the zero value is off.
 	Breaker Breaker
+	// ConsentedAt is when the owner consented to RefreshToken (accounts.json
+	// "consented_at", written by accounts authorize and invitations); zero
+	// when unknown. With Google, an invalid_grant about 7 days later is
+	// reported as the "Testing" app's limit (testingapp.go).
+	ConsentedAt time.Time
+	// Google marks a Google account (provider gmail).
+	Google bool
 
 	// Store persists rotated refresh tokens, access tokens and a
 	// needs_consent verdict across restarts. Nil means nothing persists.

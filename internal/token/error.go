@@ -138,6 +138,14 @@ var aadstsTransient = map[string]bool{
 
 var aadstsCode = regexp.MustCompile(`\bAADSTS[0-9]{5,8}\b`)
 
+// deadRefreshToken matches descriptions by which an issuer says, under a
+// code other than invalid_grant, that the refresh token itself is unknown,
+// used up or revoked: dex answers a revoked or already rotated token with
+// `400 invalid_request` "Refresh token is invalid or has already been
+// claimed by another client." (issue 13, 3b). The same request can only get
+// the same answer, so the account needs consent.
+var deadRefreshToken = regexp.MustCompile(`(?i)refresh[ _]token (is|was|has been) (invalid|expired|revoked|already)|already been (claimed|used|redeemed)`)
+
 // isFinal reports whether an error response means the credential is dead.
 // Only 400 and 401 count: a 5xx or 429 carrying one of these codes is the
 // endpoint having a bad moment, not a verdict.
@@ -150,6 +158,8 @@ func isFinal(status int, code, description string) bool {
 	case aadstsTransient[aad]:
 		return false
 	case aadstsFinal[aad]:
+		return true
+	case code == "invalid_request" && deadRefreshToken.MatchString(description):
 		return true
 	}
 	return finalCodes[code]

@@ -42,6 +42,8 @@ func TestToken_errorResponses(t *testing.T) {
 		{name: "unauthorized_client 400", status: 400, body: `{"error":"unauthorized_client","error_description":"Unauthorized"}`, wantCode: "unauthorized_client", wantDesc: "Unauthorized", wantFinal: true},
 		{name: "invalid_client 401", status: 401, body: `{"error":"invalid_client","error_description":"The OAuth client was not found."}`, wantCode: "invalid_client", wantDesc: "not found", wantFinal: true},
 		{name: "invalid_request not final", status: 400, body: `{"error":"invalid_request","error_description":"AADSTS900144: missing scope"}`, wantCode: "invalid_request", wantDesc: "AADSTS900144"},
+		{name: "dex dead refresh token under invalid_request", status: 400, body: `{"error":"invalid_request","error_description":"Refresh token is invalid or has already been claimed by another client."}`, wantCode: "invalid_request", wantDesc: "already been claimed", wantFinal: true},
+		{name: "invalid_request missing refresh_token param not final", status: 400, body: `{"error":"invalid_request","error_description":"Missing required parameter: refresh_token"}`, wantCode: "invalid_request", wantDesc: "Missing"},
 		{name: "AADSTS revoked under another error code", status: 400, body: `{"error":"invalid_request","error_description":"AADSTS50173: The provided grant has expired due to it being revoked."}`, wantCode: "invalid_request", wantDesc: "AADSTS50173", wantFinal: true},
 		{name: "AADSTS consent missing", status: 400, body: `{"error":"consent_required","error_description":"AADSTS65001: The user or administrator has not consented."}`, wantCode: "consent_required", wantDesc: "AADSTS65001", wantFinal: true},
 		{name: "AADSTS MFA required", status: 400, body: `{"error":"interaction_required","error_description":"AADSTS50076: Due to a configuration change you must use multi-factor authentication."}`, wantCode: "interaction_required", wantDesc: "AADSTS50076", wantFinal: true},
@@ -245,6 +247,71 @@ func TestSecrets_neverInErrorsOrLogs(t *testing.T) {
 						t.Errorf("planted secret %q leaked:\n%s", form, out.String())
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestSource_dexDeadRefreshTokenNeedsConsent: dex answers a revoked or
+// already rotated refresh token with 400 invalid_request, not
+// invalid_grant (issue 13, 3b). The account must stop asking and show
+// needs_consent with the issuer's own words, not stay retrying.
+func TestSource_dexDeadRefreshTokenNeedsConsent(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	e := newEndpoint(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		reply(w, 400, `{"error":"invalid_request","error_description":"Refresh token is invalid or has already been claimed by another client."}`)
+	})
+	s := mustSource(t, baseConfig(e, c))
+	if _, err := s.Token(t.Context()); !errors.Is(err, token.ErrFinal) {
+		t.Fatalf("Token err = %v, want a Final error", err)
+	}
+	c.Advance(10 * time.Minute)
+	_, _ = s.Token(t.Context())
+	if n := e.count(); n != 1 {
+		t.Errorf("%d requests, want 1: a dead grant is not asked again", n)
+	}
+	st := s.Status()
+	if st.State != token.StateNeedsConsent || !strings.Contains(st.LastError, "already been claimed") {
+		t.Errorf("Status = %+v, want needs_consent with dex's answer", st)
+	}
+}
+
+// TestSource_googleTestingAppHint: a Google grant refused with
+// invalid_grant about 7 days after its consent says, in the account's
+// status, that the OAuth app is probably in "Testing" (issue 13).
+func TestSource_googleTestingAppHint(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		google   bool
+		age      time.Duration // since consent; 0: unknown
+		body     string
+		wantHint bool
+	}{
+		{name: "google, 7 days", google: true, age: 7*24*time.Hour + time.Hour, body: `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`, wantHint: true},
+		{name: "google, 3 days", google: true, age: 3 * 24 * time.Hour, body: `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`},
+		{name: "google, consent unknown", google: true, body: `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`},
+		{name: "not google", age: 7 * 24 * time.Hour, body: `{"error":"invalid_grant","error_description":"AADSTS70000"}`},
+		{name: "google, invalid_client", google: true, age: 7 * 24 * time.Hour, body: `{"error":"invalid_client","error_description":"Unauthorized"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newClock()
+			e := newEndpoint(t, func(w http.ResponseWriter, _ *http.Request, _ int) { reply(w, 400, tc.body) })
+			cfg := baseConfig(e, c)
+			cfg.Google = tc.google
+			if tc.age > 0 {
+				cfg.ConsentedAt = c.Now().Add(-tc.age)
+			}
+			s := mustSource(t, cfg)
+			if _, err := s.Token(t.Context()); !errors.Is(err, token.ErrFinal) {
+				t.Fatalf("err = %v, want Final", err)
+			}
+			st := s.Status()
+			if got := strings.Contains(st.LastError, `"Testing"`); got != tc.wantHint || st.State != token.StateNeedsConsent {
+				t.Errorf("status %+v: hint %v, want %v", st, got, tc.wantHint)
 			}
 		})
 	}

@@ -236,6 +236,9 @@ func (s *Source) failLocked(err error, now time.Time) *Error {
 	if !ok {
 		te = s.errorf(0, err)
 	}
+	if te.Final {
+		te = s.testingAppLocked(te, now) // testingapp.go
+	}
 	s.lastErr = te
 	s.hist.add(Event{At: now, Detail: te.detail()})
 	if te.Final {

@@ -9,6 +9,12 @@
 //	                   refresh token) and grant_type=refresh_token, which ROTATES
 //	                   the refresh token: the old one is then refused, and using
 //	                   it again revokes the whole family (fosite's reuse detection)
+//	GET  /authorize    RFC 6749 §4.1 with PKCE S256 (RFC 7636, required) and
+//	                   OpenID Connect: a sign-in form for the mailbox's email
+//	                   and password (POST /authorize), then the redirect with
+//	                   the code; the token endpoint's authorization_code grant
+//	                   answers with an id_token whose "email" is the mailbox.
+//	                   Loopback redirect URIs match on any port (RFC 8252).
 //	POST /introspect   RFC 7662, HTTP Basic client auth (Dovecot's passdb oauth2
 //	                   with introspection_mode = post); "username" is the mailbox
 //	POST /revoke       RFC 7009
@@ -30,6 +36,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -44,6 +51,7 @@ import (
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/openid"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -112,10 +120,23 @@ func newIssuer(accessTTL, refreshTTL time.Duration, logger *log.Logger) (*issuer
 		GlobalSecret:         secret,
 		ScopeStrategy:        fosite.ExactScopeStrategy,
 		HashCost:             bcrypt.MinCost,
+		EnforcePKCE:          true,
+		IDTokenIssuer:        "http://issuer.interop.test",
 	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	keyGetter := func(context.Context) (interface{}, error) { return key, nil }
 	st := newStore()
-	strat := &paddedStrategy{HMACSHAStrategy: compose.NewOAuth2HMACStrategy(cfg)}
+	strat := &strategy{
+		paddedStrategy:  &paddedStrategy{HMACSHAStrategy: compose.NewOAuth2HMACStrategy(cfg)},
+		DefaultStrategy: compose.NewOpenIDConnectStrategy(keyGetter, cfg),
+	}
 	provider := compose.Compose(cfg, st, strat,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2PKCEFactory,
+		compose.OpenIDConnectExplicitFactory,
 		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OAuth2TokenIntrospectionFactory,
@@ -126,7 +147,7 @@ func newIssuer(accessTTL, refreshTTL time.Duration, logger *log.Logger) (*issuer
 
 // Scopes a mailbox client may hold: offline_access makes fosite issue a
 // refresh token; the others are the providers' mail scopes.
-var mailScopes = []string{"offline_access", "https://mail.google.com/", "https://outlook.office.com/SMTP.Send"}
+var mailScopes = []string{"offline_access", "https://mail.google.com/", "https://outlook.office.com/SMTP.Send", "openid", "email", "profile"}
 
 func (s *issuer) addClient(id, secret string, tokenBytes int, accessTTL time.Duration) error {
 	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
@@ -135,10 +156,13 @@ func (s *issuer) addClient(id, secret string, tokenBytes int, accessTTL time.Dur
 	}
 	s.store.putClient(&client{
 		DefaultClient: &fosite.DefaultClient{
-			ID:         id,
-			Secret:     hash,
-			GrantTypes: []string{"password", "refresh_token"},
-			Scopes:     mailScopes,
+			ID:            id,
+			Secret:        hash,
+			GrantTypes:    []string{"password", "refresh_token", "authorization_code"},
+			ResponseTypes: []string{"code"},
+			Scopes:        mailScopes,
+			// Any port (fosite matches loopback URIs as RFC 8252 §7.3 asks).
+			RedirectURIs: []string{"http://127.0.0.1/callback"},
 		},
 		TokenBytes: tokenBytes,
 		AccessTTL:  accessTTL,
@@ -148,6 +172,8 @@ func (s *issuer) addClient(id, secret string, tokenBytes int, accessTTL time.Dur
 
 func (s *issuer) routes() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /authorize", s.authorizeForm)
+	mux.HandleFunc("POST /authorize", s.authorize)
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /introspect", s.introspect)
 	mux.HandleFunc("POST /revoke", s.revoke)
@@ -161,7 +187,7 @@ func (s *issuer) routes() http.Handler {
 // token is the token endpoint (RFC 6749 §3.2), fosite doing the work.
 func (s *issuer) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	sess := &fosite.DefaultSession{}
+	sess := newSession("")
 	ar, err := s.provider.NewAccessRequest(ctx, r, sess)
 	grant := r.PostFormValue("grant_type")
 	if err != nil {
@@ -177,7 +203,7 @@ func (s *issuer) token(w http.ResponseWriter, r *http.Request) {
 		}
 		// The mailbox is the subject (set by Authenticate); Dovecot reads it
 		// from the introspection answer's "username".
-		if ds, ok := ar.GetSession().(*fosite.DefaultSession); ok {
+		if ds, ok := ar.GetSession().(*openid.DefaultSession); ok {
 			ds.Username = ds.Subject
 		}
 	}
