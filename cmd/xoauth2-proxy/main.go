@@ -100,12 +100,14 @@ type common struct {
 	logFormat         string
 	shutdownTimeout   time.Duration
 	explicitConfig    bool
+	redisURL          string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", "config.json", "global configuration file (or, as the old tool allowed, an accounts file)")
 	fs.StringVar(&c.accounts, "accounts", "accounts.json", "accounts file")
 	fs.StringVar(&c.stateDir, "state-dir", "", "directory for token-state.json and budgets.json (default: global.oauth2.state_dir, else the accounts file's directory)")
+	fs.StringVar(&c.redisURL, "redis", "", "cluster mode: share caps and budgets with other proxies through this Redis, redis://[user@]host:port[/db] or rediss:// (overrides global.cluster's server; put the password in global.cluster.password_file, not here)")
 	fs.StringVar(&c.host, "host", "127.0.0.1", "SMTP listen address")
 	fs.IntVar(&c.port, "port", 2525, "SMTP listen port")
 	fs.IntVar(&c.tlsPort, "tls-port", 0, "implicit TLS (SMTPS) port on --host; 0: global.smtp.tls_port, if set")
@@ -188,7 +190,7 @@ func readableByOthers(path string) string {
 }
 
 func (c *common) loadOptions() config.LoadOptions {
-	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig, StateDir: c.stateDir}
+	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig, StateDir: c.stateDir, RedisURL: c.redisURL}
 }
 
 func serve(args []string, stderr io.Writer) error {

@@ -36,6 +36,9 @@ type Global struct {
 	// Listener is the client side: listener TLS, PROXY protocol, limits
 	// and timeouts (listener.go).
 	Listener Listener
+	// Cluster is "global.cluster" (cluster.go): Redis shared by several
+	// proxies; off by default.
+	Cluster Cluster
 }
 
 // SMTP is "global.smtp".
