@@ -44,9 +44,17 @@ type Client struct {
 	live      atomic.Int64 // proxies seen alive at the last heartbeat
 	downSince atomic.Int64 // unix ms Redis stopped answering; 0 while up
 
+	slots     *slots
+	run       atomic.Value  // string: Redis run_id last seen
+	restarts  atomic.Int64  // new run_ids seen: Redis restarted
+
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
+
+// errDown is what a call returns without trying while Redis is known to
+// be unreachable (the heartbeat tries every second).
+var errDown = errors.New("redis unreachable")
 
 // heartbeatEvery is how often a proxy says it is alive; a proxy not heard
 // of for heartbeatTTL is no longer counted among the live ones.
@@ -114,10 +122,12 @@ func Open(ctx context.Context, c config.Cluster, o Options) (*Client, error) {
 		r.Close()
 		return nil, fmt.Errorf("cluster: first heartbeat: %w", err)
 	}
+	cl.slots = newSlots(cl)
 	hctx, stop := context.WithCancel(context.Background())
 	cl.stop = stop
-	cl.wg.Add(1)
+	cl.wg.Add(2)
 	go cl.heartbeat(hctx)
+	go func() { defer cl.wg.Done(); cl.slots.run(hctx) }()
 	return cl, nil
 }
 
@@ -154,8 +164,12 @@ func (c *Client) Live() int { return int(max(1, c.live.Load())) }
 func Key(accountID, item string) string { return "xp:{" + accountID + "}:" + item }
 
 // nodesKey is the sorted set of live proxies (member: Node, score: when
-// its heartbeat expires, Redis time in ms).
-const nodesKey = "xp:nodes"
+// its heartbeat expires, Redis time in ms); graceKey, set for one session
+// lease after Redis restarted (slots.go), is on the same shard.
+const (
+	nodesKey = "xp:{nodes}"
+	graceKey = "xp:{nodes}:grace"
+)
 
 // failed records a failed call: a network or timeout error takes the
 // client down (local shares) until the next heartbeat that succeeds.
@@ -199,16 +213,49 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return redis.call('ZCARD', KEYS[1])`)
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+if ARGV[3] ~= '' and ARGV[3] ~= run then
+  redis.call('SET', KEYS[2], run, 'PX', tonumber(ARGV[4]))
+end
+return {redis.call('ZCARD', KEYS[1]), run}`)
+
+// runID is the run_id of the Redis this proxy talks to, as last seen.
+func (c *Client) runID() string {
+	s, _ := c.run.Load().(string)
+	return s
+}
+
+// sawRun records the run_id a script returned; a new one means Redis
+// restarted, maybe empty: the held slots are registered again at once and
+// the budgets re-seeded (restarted).
+func (c *Client) sawRun(id string) {
+	old, _ := c.run.Swap(id).(string)
+	if old != "" && old != id {
+		c.log.Warn("redis restarted (new run_id): registering this proxy's sessions and budget counts again")
+		c.restarts.Add(1)
+	}
+}
 
 // beat says this proxy is alive and counts the live ones.
 func (c *Client) beat(ctx context.Context) error {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	n, err := heartbeatScript.Exec(ctx, c.r, []string{nodesKey}, []string{c.node, fmt.Sprint(heartbeatTTL.Milliseconds())}).AsInt64()
+	run := c.runID()
+	if c.cfg.RedisCluster {
+		run = "" // the heartbeat reaches one shard of several
+	}
+	r, err := heartbeatScript.Exec(ctx, c.r, []string{nodesKey, graceKey},
+		[]string{c.node, fmt.Sprint(heartbeatTTL.Milliseconds()), run, fmt.Sprint(c.cfg.SessionLease.Milliseconds())}).ToArray()
+	if err == nil && len(r) != 2 {
+		err = errors.New("malformed heartbeat reply")
+	}
 	if err != nil {
 		c.failed(err)
 		return err
+	}
+	n, _ := r[0].AsInt64()
+	if id, _ := r[1].ToString(); id != "" && !c.cfg.RedisCluster {
+		c.sawRun(id)
 	}
 	c.live.Store(n)
 	c.m.live.Set(float64(n))
