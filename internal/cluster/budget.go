@@ -134,15 +134,13 @@ func (b *Budget) admitShared(ctx context.Context, acct string, l quota.Limits) (
 	id := b.c.node + ":" + strconv.FormatUint(b.seq.Add(1), 36)
 	jobs, done := b.take(acct)
 	ks := keys(acct)
-	run := b.c.runID()
-	if b.c.cfg.RedisCluster {
-		run = ""
-	} else {
-		ks = append(ks, graceKey)
+	known, cand := b.c.epochArgs()
+	if !b.c.cfg.RedisCluster {
+		ks = append(ks, epochKey, graceKey)
 	}
 	args := append([]string{id, strconv.FormatInt(b.ttl.Milliseconds(), 10),
 		strconv.Itoa(l.MessagesPerMinute), strconv.Itoa(l.MessagesPerHour), strconv.Itoa(l.MessagesPerDay),
-		strconv.Itoa(l.RecipientsPerDay), run}, done...)
+		strconv.Itoa(l.RecipientsPerDay), known, cand}, done...)
 	cctx, cancel := b.c.call(ctx)
 	r, err := admitScript.Exec(cctx, b.c.r, ks, args).ToArray()
 	cancel()
@@ -172,9 +170,10 @@ func (b *Budget) admitShared(ctx context.Context, acct string, l quota.Limits) (
 		in := time.Duration(ms) * time.Millisecond
 		return nil, &quota.Denial{Limit: "cooling down", ResetIn: in, Until: now.Add(in), Cause: cause}, nil
 	case "grace":
-		id, _ := r[1].ToString()
-		b.c.sawRun(id)
-		return nil, nil, errors.New("redis restarted: counts being re-seeded")
+		e, _ := r[1].ToString()
+		b.giveBack(acct, jobs)
+		b.c.sawEpoch(e)
+		return nil, nil, errors.New("redis was emptied: counts being re-seeded")
 	}
 	return nil, nil, fmt.Errorf("account %s: admit script: unknown reply %q", acct, kind)
 }
@@ -396,7 +395,7 @@ func (b *Budget) run(ctx context.Context) {
 	defer b.wg.Done()
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
-	restarts := b.c.restarts.Load()
+	emptied := b.c.emptied.Load()
 	for {
 		select {
 		case <-ctx.Done():
@@ -407,8 +406,8 @@ func (b *Budget) run(ctx context.Context) {
 		if !b.c.Up() {
 			continue
 		}
-		if r := b.c.restarts.Load(); r != restarts {
-			restarts = r
+		if r := b.c.emptied.Load(); r != emptied {
+			emptied = r
 			b.reseed(ctx)
 		}
 		b.flush(ctx, flushEvery)
@@ -436,19 +435,44 @@ func (b *Budget) flush(ctx context.Context, age time.Duration) {
 	for _, a := range accts {
 		jobs, args := b.take(a)
 		taken = append(taken, jobs)
-		execs = append(execs, rueidis.LuaExec{Keys: keys(a)[:3], Args: args})
+		execs = append(execs, b.doneExec(a, args))
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.c.timeout*2)
 	res := doneScript.ExecMulti(cctx, b.c.r, execs...)
 	cancel()
 	for i, r := range res {
-		if u, err := r.ToArray(); err != nil {
-			b.c.failed(err)
+		if !b.doneReply(accts[i], r) {
 			b.giveBack(accts[i], taken[i])
-		} else {
-			b.saw(accts[i], u)
 		}
 	}
+}
+
+// doneExec is doneScript for acct's finished tickets args.
+func (b *Budget) doneExec(acct string, args []string) rueidis.LuaExec {
+	ks := keys(acct)[:3]
+	known, cand := b.c.epochArgs()
+	if !b.c.cfg.RedisCluster {
+		ks = append(ks, epochKey, graceKey)
+	}
+	return rueidis.LuaExec{Keys: ks, Args: append([]string{known, cand}, args...)}
+}
+
+// doneReply reads doneScript's reply; false when nothing was counted.
+func (b *Budget) doneReply(acct string, r rueidis.RedisResult) bool {
+	u, err := r.ToArray()
+	if err != nil {
+		b.c.failed(err)
+		return false
+	}
+	if len(u) == 2 {
+		if kind, _ := u[0].ToString(); kind == "grace" {
+			e, _ := u[1].ToString()
+			b.c.sawEpoch(e)
+			return false
+		}
+	}
+	b.saw(acct, u)
+	return true
 }
 
 // payOwed adds to Redis the messages accepted on the local share.
@@ -470,17 +494,16 @@ func (b *Budget) payOwed(ctx context.Context) {
 			args = append(args, "-", "1", strconv.Itoa(rc))
 		}
 		cctx, cancel := b.c.call(ctx)
-		u, err := doneScript.Exec(cctx, b.c.r, keys(a)[:3], args).ToArray()
+		ex := b.doneExec(a, args)
+		ok := b.doneReply(a, doneScript.Exec(cctx, b.c.r, ex.Keys, ex.Args))
 		cancel()
-		if err != nil {
-			b.c.failed(err)
+		if !ok {
 			b.mu.Lock()
 			p := b.owed[a]
 			b.owed[a] = [2]int{p[0] + o[0], p[1] + o[1]}
 			b.mu.Unlock()
 			continue
 		}
-		b.saw(a, u)
 		b.c.m.reconciled.Add(float64(o[0]))
 	}
 }
@@ -489,30 +512,35 @@ func (b *Budget) payOwed(ctx context.Context) {
 // restarted: together the proxies' mirrors are what Redis lost. What was
 // owed is in the mirror already.
 func (b *Budget) reseed(ctx context.Context) {
+	// What was owed or queued is in the mirror already; the
+	// reservations of the queued tickets went with Redis's data.
 	b.mu.Lock()
 	b.owed = map[string][2]int{}
+	b.jobs = map[string][]finished{}
 	b.mu.Unlock()
 	var buf bytes.Buffer
 	if err := b.mirror.Save(&buf); err != nil {
 		return
 	}
+	type window struct {
+		Counts []int32 `json:"counts"`
+		Head   int64   `json:"head"`
+	}
 	var f struct {
-		Accounts map[string]map[string]*struct {
-			Bucket int64   `json:"bucket_s"`
-			Counts []int32 `json:"counts"`
-			Head   int64   `json:"head"`
-		} `json:"accounts"`
+		Accounts map[string]map[string]json.RawMessage `json:"accounts"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &f); err != nil {
+		b.c.log.Error("re-seed budgets: read this proxy's counts", "err", err)
 		return
 	}
 	names := map[string]string{"msg_minute": "m", "msg_hour": "h", "msg_day": "d", "rcpt_day": "r"}
 	execs := []rueidis.LuaExec{}
 	for a, ws := range f.Accounts {
 		var args []string
-		for jn, w := range ws {
+		for jn, raw := range ws {
 			short, ok := names[jn]
-			if !ok || w == nil || len(w.Counts) == 0 {
+			var w window
+			if !ok || json.Unmarshal(raw, &w) != nil || len(w.Counts) == 0 {
 				continue
 			}
 			n := int64(len(w.Counts))

@@ -45,8 +45,8 @@ type Client struct {
 	downSince atomic.Int64 // unix ms Redis stopped answering; 0 while up
 
 	slots     *slots
-	run       atomic.Value  // string: Redis run_id last seen
-	restarts  atomic.Int64  // new run_ids seen: Redis restarted
+	epoch     atomic.Value // string: the Redis epoch last seen (epochLua)
+	emptied   atomic.Int64 // new epochs seen: Redis lost its data
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -158,16 +158,26 @@ func (c *Client) Up() bool { return c.up.Load() }
 // least 1: this one).
 func (c *Client) Live() int { return int(max(1, c.live.Load())) }
 
+// downFor is how long Redis has not answered; 0 while it does.
+func (c *Client) downFor() time.Duration {
+	d := c.downSince.Load()
+	if d == 0 || c.up.Load() {
+		return 0
+	}
+	return time.Since(time.UnixMilli(d))
+}
+
 // Key is the key of one account's shared item: xp:{account_id}:item.
 // The braces are the Redis Cluster hash tag: all of an account's keys are
 // on one shard, so one script can use them together.
 func Key(accountID, item string) string { return "xp:{" + accountID + "}:" + item }
 
 // nodesKey is the sorted set of live proxies (member: Node, score: when
-// its heartbeat expires, Redis time in ms); graceKey, set for one session
-// lease after Redis restarted (slots.go), is on the same shard.
+// its heartbeat expires, Redis time in ms); epochKey and graceKey
+// (epochLua) are on the same shard.
 const (
 	nodesKey = "xp:{nodes}"
+	epochKey = "xp:{nodes}:epoch"
 	graceKey = "xp:{nodes}:grace"
 )
 
@@ -207,32 +217,33 @@ func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-var heartbeatScript = rueidis.NewLuaScript(`
+var heartbeatScript = rueidis.NewLuaScript(epochLua + `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
-if ARGV[3] ~= '' and ARGV[3] ~= run then
-  redis.call('SET', KEYS[2], run, 'PX', tonumber(ARGV[4]))
-end
-return {redis.call('ZCARD', KEYS[1]), run}`)
+local e = epoch(KEYS[2], KEYS[3], ARGV[3], ARGV[4], tonumber(ARGV[5]))
+return {redis.call('ZCARD', KEYS[1]), e}`)
 
-// runID is the run_id of the Redis this proxy talks to, as last seen.
-func (c *Client) runID() string {
-	s, _ := c.run.Load().(string)
-	return s
+// epochArgs are the epoch this proxy knows ("" before the first answer)
+// and a new random one, for a script that may find Redis emptied.
+func (c *Client) epochArgs() (known, cand string) {
+	if c.cfg.RedisCluster {
+		return "", ""
+	}
+	known, _ = c.epoch.Load().(string)
+	return known, bootID() + bootID()
 }
 
-// sawRun records the run_id a script returned; a new one means Redis
-// restarted, maybe empty: the held slots are registered again at once and
-// the budgets re-seeded (restarted).
-func (c *Client) sawRun(id string) {
-	old, _ := c.run.Swap(id).(string)
-	if old != "" && old != id {
-		c.log.Warn("redis restarted (new run_id): registering this proxy's sessions and budget counts again")
-		c.restarts.Add(1)
+// sawEpoch records the epoch a script returned; a new one means Redis
+// was emptied: the held slots are registered again at once and the
+// budgets re-seeded (emptied).
+func (c *Client) sawEpoch(e string) {
+	old, _ := c.epoch.Swap(e).(string)
+	if old != "" && old != e {
+		c.log.Warn("redis lost its data (restarted empty or flushed): registering this proxy's sessions and budget counts again")
+		c.emptied.Add(1)
 	}
 }
 
@@ -240,12 +251,12 @@ func (c *Client) sawRun(id string) {
 func (c *Client) beat(ctx context.Context) error {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	run := c.runID()
-	if c.cfg.RedisCluster {
-		run = "" // the heartbeat reaches one shard of several
+	known, cand := c.epochArgs()
+	if cand == "" {
+		known, cand = "", "cluster" // the heartbeat reaches one shard of several: no epoch
 	}
-	r, err := heartbeatScript.Exec(ctx, c.r, []string{nodesKey, graceKey},
-		[]string{c.node, fmt.Sprint(heartbeatTTL.Milliseconds()), run, fmt.Sprint(c.cfg.SessionLease.Milliseconds())}).ToArray()
+	r, err := heartbeatScript.Exec(ctx, c.r, []string{nodesKey, epochKey, graceKey},
+		[]string{c.node, fmt.Sprint(heartbeatTTL.Milliseconds()), known, cand, fmt.Sprint(c.cfg.SessionLease.Milliseconds())}).ToArray()
 	if err == nil && len(r) != 2 {
 		err = errors.New("malformed heartbeat reply")
 	}
@@ -254,8 +265,8 @@ func (c *Client) beat(ctx context.Context) error {
 		return err
 	}
 	n, _ := r[0].AsInt64()
-	if id, _ := r[1].ToString(); id != "" && !c.cfg.RedisCluster {
-		c.sawRun(id)
+	if e, _ := r[1].ToString(); e != "" && !c.cfg.RedisCluster {
+		c.sawEpoch(e)
 	}
 	c.live.Store(n)
 	c.m.live.Set(float64(n))

@@ -16,7 +16,28 @@ import "github.com/redis/rueidis"
 // score: expiry, so that a proxy that died gives them back) and the hash
 // xp:{id}:pr (ticket: recipients reserved). The cool-down is the string
 // xp:{id}:cool (the provider's reply) with its expiry.
-const budgetPrelude = `
+// epochLua is the check that Redis still holds what it held: the key
+// xp:{nodes}:epoch, set once with a random value, is gone after Redis
+// restarted empty (or was flushed). The first script that finds it gone
+// sets a new one and, if its caller knew the old one, the grace key for
+// graceMs: meanwhile slots are only taken back by their holders and
+// budgets decided on local shares, while every proxy adds back what it
+// holds (slots.go, budget.go). It returns the epoch and whether the
+// caller must hold back (its epoch is old, or the grace runs).
+const epochLua = `
+local function epoch(ek, gk, known, cand, graceMs)
+  local e = redis.call('GET', ek)
+  if not e then
+    redis.call('SET', ek, cand)
+    e = cand
+    if known ~= '' then redis.call('SET', gk, '1', 'PX', graceMs) end
+  end
+  if known ~= '' and known ~= e then return e, true end
+  return e, redis.call('PTTL', gk) > 0
+end
+`
+
+const budgetPrelude = epochLua + `
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -91,24 +112,21 @@ local function used()
 end
 `
 
-// admitScript: KEYS b, p, pr, cool[, grace]; ARGV ticket, ttl ms, the
-// four limits (m, h, d, r; 0 none), the run_id this proxy knows ("" in a
-// Redis Cluster), then finished tickets. It applies the finished tickets,
-// then answers {"ok", used m, h, d, r}, {"deny", which window 1-4, seconds
-// until it frees, used...}, {"cool", ms left, cause} or {"grace", run_id}.
+// admitScript: KEYS b, p, pr, cool[, epoch, grace]; ARGV ticket, ttl ms,
+// the four limits (m, h, d, r; 0 none), the epoch this proxy knows and a
+// new one ("" and "" in a Redis Cluster), then finished tickets. It
+// applies the finished tickets, then answers {"ok", used m, h, d, r},
+// {"deny", which window 1-4, seconds until it frees, used...}, {"cool", ms
+// left, cause} or {"grace", epoch} (Redis was emptied: decide locally).
 // An admitted ticket holds one recipient at once: the first RCPT costs no
 // round trip (the Book checks the same recipient room at Admit).
 var admitScript = rueidis.NewLuaScript(budgetPrelude + `
 local P, PR, C = KEYS[2], KEYS[3], KEYS[4]
-done(P, PR, 8)
-if ARGV[7] ~= '' then
-  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
-  if ARGV[7] ~= run then
-    redis.call('SET', KEYS[5], run, 'PX', 15000)
-    return {'grace', run}
-  end
-  if redis.call('PTTL', KEYS[5]) > 0 then return {'grace', run} end
+if ARGV[8] ~= '' then
+  local e, grace = epoch(KEYS[5], KEYS[6], ARGV[7], ARGV[8], 15000)
+  if grace then return {'grace', e} end
 end
+done(P, PR, 9)
 local cool = redis.call('GET', C)
 if cool then return {'cool', redis.call('PTTL', C), cool} end
 local pm, pr = pending(P, PR)
@@ -143,11 +161,17 @@ redis.call('HINCRBY', PR, ARGV[1], 1)
 redis.call('ZADD', P, 'NX', now + tonumber(ARGV[2]), ARGV[1])
 return {'ok'}`)
 
-// doneScript: KEYS b, p, pr; ARGV finished tickets from ARGV[1] (ticket
-// "-" for counts with no reservation: those accepted while Redis was
-// unreachable). It returns the windows' use.
+// doneScript: KEYS b, p, pr[, epoch, grace]; ARGV the epoch known and a
+// new one (as admitScript), then finished tickets (ticket "-" for counts
+// with no reservation: those accepted while Redis was unreachable). It
+// returns the windows' use, or {"grace", epoch} without counting when
+// Redis was emptied (the counts are re-seeded from the mirrors).
 var doneScript = rueidis.NewLuaScript(budgetPrelude + `
-done(KEYS[2], KEYS[3], 1)
+if ARGV[2] ~= '' then
+  local e, grace = epoch(KEYS[4], KEYS[5], ARGV[1], ARGV[2], 15000)
+  if grace then return {'grace', e} end
+end
+done(KEYS[2], KEYS[3], 3)
 return used()`)
 
 // seedScript: KEYS b; ARGV in threes (window, bucket index, count): this

@@ -24,38 +24,31 @@ import (
 // measures it from before the request was sent (so never later than Redis
 // expires it), has its session closed.
 //
-// A Redis that restarted may have lost every slot. The first call that
-// brings a run_id other than the one this proxy knew (the acquire script,
-// or the heartbeat) sets the grace key for one lease: meanwhile Redis only
-// takes back slots that their holders renew, and refuses new ones, so that
-// the sessions still open from before the restart are all counted again
-// before new ones are added. (Standalone and Sentinel; in a Redis Cluster
-// the grace key would be on another shard, see docs/CLUSTER.md.)
+// A Redis that restarted empty has lost every slot: for one lease after
+// (epochLua) it only takes back slots that their holders renew, and
+// refuses new ones, so that the sessions still open from before are all
+// counted again before new ones are added.
 
-var acquireScript = rueidis.NewLuaScript(`
+var acquireScript = rueidis.NewLuaScript(epochLua + `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local lease = tonumber(ARGV[3])
-local run = ''
-if ARGV[4] ~= '' then
-  run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
-  if ARGV[4] ~= run then
-    redis.call('SET', KEYS[2], run, 'PX', lease)
-    return {0, 100, run}
-  end
-  local g = redis.call('PTTL', KEYS[2])
-  if g > 0 then
-    return {0, g, run}
+local e = ''
+if ARGV[5] ~= '' then
+  local grace
+  e, grace = epoch(KEYS[2], KEYS[3], ARGV[4], ARGV[5], lease)
+  if grace then
+    return {0, math.max(redis.call('PTTL', KEYS[3]), 100), e}
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tonumber(first[2]) - now, run}
+  return {0, tonumber(first[2]) - now, e}
 end
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], lease * 2)
-return {1, 0, run}`)
+return {1, 0, e}`)
 
 // renewScript extends the slots ARGV[3..] of one account; a slot Redis
 // no longer holds (expired, or Redis restarted empty) is taken again when
@@ -206,7 +199,10 @@ func (s *slots) Acquire(ctx context.Context, acct string, cap int, deadline time
 		if err != nil {
 			// Redis did not answer: this proxy's share of the cap.
 			s.c.m.fallbacks.WithLabelValues("session").Inc()
-			if s.heldBy(acct) < share(cap, s.c.Live()) {
+			// Only after one lease: by then every proxy's slots beyond
+			// its share have run out (renewAll), so the shares add up
+			// to at most the cap.
+			if s.c.downFor() >= s.lease && s.heldBy(acct) < share(cap, s.c.Live()) {
 				sl.deadline.Store(sent.Add(s.lease).UnixMilli())
 				s.keep(sl)
 				return sl, nil
@@ -236,13 +232,13 @@ func (s *slots) try(ctx context.Context, sl *slot) (time.Duration, error) {
 	}
 	ctx, cancel := s.c.call(ctx)
 	defer cancel()
-	keys := []string{Key(sl.acct, "slots"), graceKey}
-	run := s.c.runID()
+	keys := []string{Key(sl.acct, "slots"), epochKey, graceKey}
+	known, cand := s.c.epochArgs()
 	if s.c.cfg.RedisCluster {
-		keys, run = keys[:1], ""
+		keys = keys[:1]
 	}
 	r, err := acquireScript.Exec(ctx, s.c.r, keys,
-		[]string{sl.id, strconv.Itoa(sl.cap), strconv.FormatInt(s.lease.Milliseconds(), 10), run}).ToArray()
+		[]string{sl.id, strconv.Itoa(sl.cap), strconv.FormatInt(s.lease.Milliseconds(), 10), known, cand}).ToArray()
 	if err != nil {
 		s.c.failed(err)
 		if isOutage(err) {
@@ -255,8 +251,8 @@ func (s *slots) try(ctx context.Context, sl *slot) (time.Duration, error) {
 	}
 	ok, _ := r[0].AsInt64()
 	wait, _ := r[1].AsInt64()
-	if id, _ := r[2].ToString(); id != "" {
-		s.c.sawRun(id)
+	if e, _ := r[2].ToString(); e != "" {
+		s.c.sawEpoch(e)
 	}
 	if ok == 1 {
 		return 0, nil
@@ -340,7 +336,7 @@ func (s *slots) run(ctx context.Context) {
 	defer t.Stop()
 	last := time.Now()
 	wasUp := s.c.Up()
-	restarts := s.c.restarts.Load()
+	emptied := s.c.emptied.Load()
 	for {
 		select {
 		case <-ctx.Done():
@@ -348,9 +344,9 @@ func (s *slots) run(ctx context.Context) {
 		case <-t.C:
 		}
 		up := s.c.Up()
-		r := s.c.restarts.Load()
-		if time.Since(last) >= s.renew || (up && !wasUp) || r != restarts || s.nearDeadline() {
-			restarts = r
+		r := s.c.emptied.Load()
+		if time.Since(last) >= s.renew || (up && !wasUp) || r != emptied || s.nearDeadline() {
+			emptied = r
 			s.renewAll(ctx)
 			last = time.Now()
 		}
