@@ -44,9 +44,9 @@ type Client struct {
 	live      atomic.Int64 // proxies seen alive at the last heartbeat
 	downSince atomic.Int64 // unix ms Redis stopped answering; 0 while up
 
-	slots     *slots
-	epoch     atomic.Value // string: the Redis epoch last seen (epochLua)
-	emptied   atomic.Int64 // new epochs seen: Redis lost its data
+	slots   *slots
+	epoch   atomic.Value // string: the Redis epoch last seen (epochLua)
+	emptied atomic.Int64 // new epochs seen: Redis lost its data
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
