@@ -64,13 +64,18 @@ var windowNames = [4]string{"per-minute message budget", "hourly message budget"
 
 // NewBudget returns the cluster's Budget and starts its flusher; Close
 // stops it. ttl bounds a reservation (longer than any transaction: the
-// client DATA timeout); 0 means 15 minutes.
-func (c *Client) NewBudget(ttl time.Duration) *Budget {
+// client DATA timeout); 0 means 15 minutes. mirror keeps this proxy's
+// own accepted counts (the service passes the book it saves to
+// budgets.json, so that they outlive a restart); nil means a new one.
+func (c *Client) NewBudget(ttl time.Duration, mirror *quota.Book) *Budget {
 	if ttl <= 0 {
 		ttl = 15 * time.Minute
 	}
+	if mirror == nil {
+		mirror = quota.NewBook(nil)
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	b := &Budget{c: c, ttl: ttl, local: quota.NewBook(nil), mirror: quota.NewBook(nil),
+	b := &Budget{c: c, ttl: ttl, local: quota.NewBook(nil), mirror: mirror,
 		seen: map[string][4]int{}, jobs: map[string][]finished{}, owed: map[string][2]int{},
 		kick: make(chan struct{}, 1), stop: stop}
 	b.wg.Add(1)

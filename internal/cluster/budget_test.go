@@ -16,7 +16,7 @@ import (
 
 func budget(t testing.TB, c *cluster.Client) *cluster.Budget {
 	t.Helper()
-	b := c.NewBudget(0)
+	b := c.NewBudget(0, nil)
 	t.Cleanup(b.Close)
 	return b
 }

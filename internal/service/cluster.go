@@ -24,7 +24,7 @@ type clusterRuntime struct {
 // the budget the accounts use: the shared one in cluster mode, local
 // otherwise. A Redis that evicts keys, or that cannot be reached at
 // start, stops the start (later outages run on local shares).
-func (s *Service) openCluster(local quota.Budget) (quota.Budget, error) {
+func (s *Service) openCluster(local *quota.Book) (quota.Budget, error) {
 	c := s.Snap.Global.Cluster
 	if !c.Enabled {
 		return local, nil
@@ -42,7 +42,9 @@ func (s *Service) openCluster(local quota.Budget) (quota.Budget, error) {
 		return nil, fmt.Errorf("cluster mode: %w", err)
 	}
 	s.cluster.client = cl
-	s.cluster.budget = cl.NewBudget(s.Snap.Global.Listener.DataTimeout + 5*time.Minute)
+	// The local book, saved to budgets.json, becomes this proxy's own
+	// counts: what it adds back to a Redis that lost its data.
+	s.cluster.budget = cl.NewBudget(s.Snap.Global.Listener.DataTimeout+5*time.Minute, local)
 	s.log.Info("cluster mode: caps, budgets and cool-downs shared through redis", "node", cl.Node(), "live_proxies", cl.Live())
 	return s.cluster.budget, nil
 }
