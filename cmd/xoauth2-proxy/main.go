@@ -331,6 +331,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.NoRelay, "no-relay", false, "without --latency: no relay hop to the provider (round trips are then not counted)")
 	fs.BoolVar(&o.ProviderInProcess, "provider-in-process", false, "run the fake provider and relay in the bench process with the load client, not in a process of their own")
 	fs.StringVar(&o.ProxyLogLevel, "proxy-log-level", "info", "the proxy's --log-level (its log goes to a temporary file)")
+	fs.IntVar(&o.Cluster, "cluster", 0, "cluster mode: one proxy on file state, one on Redis and this many on one Redis, side by side (needs redis-server)")
 	setUsage(fs, "usage: xoauth2-proxy bench [flags]\n\n"+
 		"Measures messages per minute, latency and CPU through the proxy against direct delivery, both\n"+
 		"to a fake provider on loopback (README \"Benchmark\").", "xoauth2-proxy bench --duration 10s --tls")
@@ -346,6 +347,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if o.Cluster > 0 {
+		rep, err := bench.RunCluster(ctx, o) // internal/bench/cluster.go
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return rep.WriteJSON(stdout)
+		}
+		return rep.WriteText(stdout)
+	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err

@@ -25,7 +25,8 @@ import (
 // A message costs one script at Admit, which also reserves its first
 // recipient; each further recipient costs one; Done is queued and rides
 // on the account's next Admit, or is flushed within flushEvery when none
-// comes. While Redis does not answer, Admit decides on a local Book with
+// comes. While Redis does not answer (after localAfter: a restart or
+// failover only costs a few 451s), Admit decides on a local Book with
 // this proxy's share of what was left at the last answer (the remainder
 // over the live proxies); what it accepts meanwhile is added to Redis when
 // Redis answers again. Each proxy also keeps its own accepted counts
@@ -123,13 +124,34 @@ func (b *Budget) giveBack(acct string, jobs []finished) {
 	b.owed[acct] = o
 }
 
+// localAfter is how long Redis must have been unreachable before Admit
+// decides on the local share: a Redis restart or failover of a few
+// seconds costs a few 451s, never a decision on counts that are stale.
+const localAfter = heartbeatTTL
+
+// errGrace means Redis was emptied and the proxies are adding their
+// counts back (epochLua).
+var errGrace = errors.New("redis was emptied: counts being re-seeded")
+
+// waitDenial refuses a message for a moment: the shared counts cannot be
+// read now and it is too early to decide on the local share.
+func waitDenial(in time.Duration) *quota.Denial {
+	return &quota.Denial{Limit: "budget (shared counts unavailable)", ResetIn: in, Until: time.Now().Add(in)}
+}
+
 // Admit implements quota.Budget.
 func (b *Budget) Admit(ctx context.Context, acct string, l quota.Limits) (quota.Ticket, *quota.Denial) {
 	if b.c.Up() {
 		tk, d, err := b.admitShared(ctx, acct, l)
-		if err == nil {
+		switch {
+		case err == nil:
 			return tk, d
+		case errors.Is(err, errGrace):
+			return nil, waitDenial(2 * time.Second)
 		}
+	}
+	if b.c.downFor() < localAfter {
+		return nil, waitDenial(localAfter)
 	}
 	b.c.m.fallbacks.WithLabelValues("admit").Inc()
 	return b.admitLocal(ctx, acct, l)
@@ -178,7 +200,7 @@ func (b *Budget) admitShared(ctx context.Context, acct string, l quota.Limits) (
 		e, _ := r[1].ToString()
 		b.giveBack(acct, jobs)
 		b.c.sawEpoch(e)
-		return nil, nil, errors.New("redis was emptied: counts being re-seeded")
+		return nil, nil, errGrace
 	}
 	return nil, nil, fmt.Errorf("account %s: admit script: unknown reply %q", acct, kind)
 }
@@ -411,9 +433,8 @@ func (b *Budget) run(ctx context.Context) {
 		if !b.c.Up() {
 			continue
 		}
-		if r := b.c.emptied.Load(); r != emptied {
-			emptied = r
-			b.reseed(ctx)
+		if r := b.c.emptied.Load(); r != emptied && b.reseed(ctx) {
+			emptied = r // else tried again at the next tick
 		}
 		b.flush(ctx, flushEvery)
 		b.payOwed(ctx)
@@ -515,8 +536,9 @@ func (b *Budget) payOwed(ctx context.Context) {
 
 // reseed adds this proxy's own counts (the mirror) to a Redis that
 // restarted: together the proxies' mirrors are what Redis lost. What was
-// owed is in the mirror already.
-func (b *Budget) reseed(ctx context.Context) {
+// owed is in the mirror already. It reports whether every account's
+// counts went in.
+func (b *Budget) reseed(ctx context.Context) bool {
 	// What was owed or queued is in the mirror already; the
 	// reservations of the queued tickets went with Redis's data.
 	b.mu.Lock()
@@ -525,7 +547,7 @@ func (b *Budget) reseed(ctx context.Context) {
 	b.mu.Unlock()
 	var buf bytes.Buffer
 	if err := b.mirror.Save(&buf); err != nil {
-		return
+		return true // nothing to add
 	}
 	type window struct {
 		Counts []int32 `json:"counts"`
@@ -536,7 +558,7 @@ func (b *Budget) reseed(ctx context.Context) {
 	}
 	if err := json.Unmarshal(buf.Bytes(), &f); err != nil {
 		b.c.log.Error("re-seed budgets: read this proxy's counts", "err", err)
-		return
+		return true
 	}
 	names := map[string]string{"msg_minute": "m", "msg_hour": "h", "msg_day": "d", "rcpt_day": "r"}
 	execs := []rueidis.LuaExec{}
@@ -560,14 +582,26 @@ func (b *Budget) reseed(ctx context.Context) {
 		}
 	}
 	if len(execs) == 0 {
-		return
+		return true
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*b.c.timeout)
 	defer cancel()
-	for _, r := range seedScript.ExecMulti(cctx, b.c.r, execs...) {
-		b.c.failed(r.Error())
+	// Each account at most once: one whose script failed is not sent
+	// again with the others (it would count twice).
+	var again []rueidis.LuaExec
+	for i, r := range seedScript.ExecMulti(cctx, b.c.r, execs...) {
+		if err := r.Error(); err != nil {
+			b.c.failed(err)
+			again = append(again, execs[i])
+		}
 	}
-	b.c.log.Info("re-seeded budget counts after a redis restart", "accounts", len(execs))
+	for _, ex := range again {
+		if err := seedScript.Exec(cctx, b.c.r, ex.Keys, ex.Args).Error(); err != nil {
+			b.c.log.Warn("re-seed budgets: an account's counts not added back", "key", ex.Keys[0], "err", err)
+		}
+	}
+	b.c.log.Info("re-seeded budget counts after redis lost its data", "accounts", len(execs))
+	return true
 }
 
 func boolArg(v bool) string {

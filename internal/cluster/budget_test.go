@@ -158,7 +158,19 @@ func TestBudget_localShareWhileDownThenReconciled(t *testing.T) {
 	other.Close()
 	s.Stop()
 	waitFor(t, "down", func() bool { return !cl.Up() })
-	local := 0
+	// For a few seconds Admit waits rather than decide on stale counts.
+	if _, d := b.Admit(t.Context(), "acct", l); d == nil || d.Limit != "budget (shared counts unavailable)" {
+		t.Fatalf("just after Redis went down: %v, want a short wait", d)
+	}
+	waitFor(t, "the local share", func() bool {
+		tk, d := b.Admit(t.Context(), "acct", l)
+		if d != nil {
+			return false
+		}
+		tk.Done(true)
+		return true
+	})
+	local := 1
 	for {
 		ok, d := send(t.Context(), b, "acct", l, 1, true)
 		if !ok {
@@ -198,8 +210,15 @@ func TestBudget_emptiedRedisIsReseeded(t *testing.T) {
 		}
 	}
 	s.Restart()
+	var last quota.Status
+	defer func() {
+		if t.Failed() {
+			t.Logf("last status: %+v", last)
+		}
+	}()
 	waitFor(t, "both proxies' counts back", func() bool {
 		st := ba.Status("acct", l)
+		last = st
 		return len(st.Budgets) == 2 && st.Budgets[0].Used == 10 && st.Budgets[1].Used == 20
 	})
 }
