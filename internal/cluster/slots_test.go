@@ -179,7 +179,7 @@ func TestSlots_restartedRedisCountsOldSessionsFirst(t *testing.T) {
 		}
 	}
 	if _, err := acquire(t, b.Slots(), "acct", 2, time.Second); err != nil {
-		// b learns the run_id on its first call.
+		// b learns the epoch on its first call.
 		if !errors.Is(err, pool.ErrBusy) {
 			t.Fatal(err)
 		}
