@@ -281,7 +281,7 @@ func (t *ticket) Rcpt(ctx context.Context) (bool, *quota.Denial) {
 		c.failed(err)
 		// The message was admitted in Redis; without Redis its further
 		// recipients wait rather than risk the daily budget.
-		return false, &quota.Denial{Limit: "daily recipient budget", ResetIn: time.Minute, Until: time.Now().Add(time.Minute)}
+		return false, waitDenial(localAfter)
 	}
 	if kind, _ := r[0].ToString(); kind == "deny" {
 		secs, _ := r[1].AsInt64()
