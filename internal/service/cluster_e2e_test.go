@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,6 +119,19 @@ func TestCluster_twoProxiesShareCapAndBudget(t *testing.T) {
 	}
 	if accepted.Load() != budget || st.Messages != budget {
 		t.Errorf("accepted %d, delivered %d; want the budget, %d (refused %d)", accepted.Load(), st.Messages, budget, refused.Load())
+	}
+	// /metrics shows the Redis state and the slots held.
+	mresp, err := http.Get("http://" + svcs[0].AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, name := range []string{"cluster_redis_up 1", "cluster_proxies_live 2", "cluster_session_slots_held ",
+		"cluster_session_slots_lost_total 0", "cluster_reconciled_messages_total 0"} {
+		if !strings.Contains(string(metrics), "\n"+name) {
+			t.Errorf("/metrics lacks %q", name)
+		}
 	}
 	// /readyz shows the Redis state.
 	resp, err := http.Get("http://" + svcs[0].AdminAddr().String() + "/readyz")
