@@ -102,12 +102,14 @@ type common struct {
 	logFormat         string
 	shutdownTimeout   time.Duration
 	explicitConfig    bool
+	redisURL          string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", "config.json", "global configuration file (or, as the old tool allowed, an accounts file)")
 	fs.StringVar(&c.accounts, "accounts", "accounts.json", "accounts file")
 	fs.StringVar(&c.stateDir, "state-dir", "", "directory for token-state.json and budgets.json (default: global.oauth2.state_dir, else the accounts file's directory)")
+	fs.StringVar(&c.redisURL, "redis", "", "cluster mode: share caps and budgets with other proxies through this Redis, redis://[user@]host:port[/db] or rediss:// (overrides global.cluster's server; put the password in global.cluster.password_file, not here)")
 	fs.StringVar(&c.host, "host", "127.0.0.1", "SMTP listen address")
 	fs.IntVar(&c.port, "port", 2525, "SMTP listen port")
 	fs.IntVar(&c.tlsPort, "tls-port", 0, "implicit TLS (SMTPS) port on --host; 0: global.smtp.tls_port, if set")
@@ -190,7 +192,7 @@ func readableByOthers(path string) string {
 }
 
 func (c *common) loadOptions() config.LoadOptions {
-	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig, StateDir: c.stateDir}
+	return config.LoadOptions{ConfigPath: c.config, AccountsPath: c.accounts, ConfigExplicit: c.explicitConfig, StateDir: c.stateDir, RedisURL: c.redisURL}
 }
 
 func serve(args []string, stderr io.Writer) error {
@@ -332,6 +334,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.NoRelay, "no-relay", false, "without --latency: no relay hop to the provider (round trips are then not counted)")
 	fs.BoolVar(&o.ProviderInProcess, "provider-in-process", false, "run the fake provider and relay in the bench process with the load client, not in a process of their own")
 	fs.StringVar(&o.ProxyLogLevel, "proxy-log-level", "info", "the proxy's --log-level (its log goes to a temporary file)")
+	fs.IntVar(&o.Cluster, "cluster", 0, "cluster mode: one proxy on file state, one on Redis and this many on one Redis, side by side (needs redis-server)")
 	setUsage(fs, "usage: xoauth2-proxy bench [flags]\n\n"+
 		"Measures messages per minute, latency and CPU through the proxy against direct delivery, both\n"+
 		"to a fake provider on loopback (README \"Benchmark\").", "xoauth2-proxy bench --duration 10s --tls")
@@ -347,6 +350,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if o.Cluster > 0 {
+		rep, err := bench.RunCluster(ctx, o) // internal/bench/cluster.go
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return rep.WriteJSON(stdout)
+		}
+		return rep.WriteText(stdout)
+	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package account
 
 import (
+	"context"
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
@@ -33,19 +34,19 @@ func (b Budget) current() (quota.Limits, *quota.Warmup) {
 // noTicket is the Ticket when budgets are off: it reserves nothing.
 type noTicket struct{}
 
-func (noTicket) Rcpt() (bool, *quota.Denial) { return false, nil }
-func (noTicket) RcptRefused()                {}
-func (noTicket) Done(bool)                   {}
+func (noTicket) Rcpt(context.Context) (bool, *quota.Denial) { return false, nil }
+func (noTicket) RcptRefused()                               {}
+func (noTicket) Done(bool)                                  {}
 
 // Admit reserves one message, or says why not. The ticket reserves each
 // recipient (Rcpt), refunds one the upstream refused (RcptRefused) and
 // ends with the outcome (Done).
-func (b Budget) Admit() (quota.Ticket, *quota.Denial) {
+func (b Budget) Admit(ctx context.Context) (quota.Ticket, *quota.Denial) {
 	if !b.on {
 		return noTicket{}, nil
 	}
 	l, _ := b.current()
-	return b.b.Admit(b.id, l)
+	return b.b.Admit(ctx, b.id, l)
 }
 
 // Limits are the account's budgets now, the warm-up ramp applied (zero

@@ -45,6 +45,10 @@ type SessionOptions struct {
 	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	Metrics *Metrics // nil: unregistered
 	Logger  *slog.Logger
+	// Slots, when set, holds a slot of the account's cap shared with
+	// other proxies for each open session (cluster mode, slots.go); nil:
+	// the local pool's cap alone.
+	Slots SlotGate
 }
 
 // TokenSource is what opening a session needs of the account's tokens.

@@ -15,6 +15,7 @@ type localSessions struct {
 	pool      *pool.Pool[Conn]
 	email     string
 	shrinkFor time.Duration
+	gated     bool // sessions hold cluster slots: Lease passes its deadline to the dial
 }
 
 // NewSessions returns the local session lease of account c: a pool
@@ -28,23 +29,30 @@ func NewSessions(c *config.Account, tokens TokenSource, o SessionOptions) Sessio
 	if log != nil {
 		log = log.With("account", c.ID)
 	}
+	open := func(ctx context.Context) (Conn, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return c, nil
+	}
+	if o.Slots != nil {
+		open = gated(o.Slots, c.ID, max(1, c.Pool.MaxConnectionsPerAccount), open)
+	}
 	p := pool.New(pool.Config{
 		Max:         c.Pool.MaxConnectionsPerAccount,
 		MaxMessages: c.Pool.MaxMessagesPerConnection,
 		MaxAge:      c.Pool.ConnectionMaxAge,
 		IdleTimeout: c.Pool.ConnectionIdleTimeout,
 		Logger:      log,
-	}, func(ctx context.Context) (Conn, error) {
-		c, err := dial(ctx)
-		if err != nil {
-			return nil, err // not a typed nil in the interface
-		}
-		return c, nil
-	})
-	return &localSessions{pool: p, email: c.Email, shrinkFor: o.ShrinkFor}
+	}, open)
+	return &localSessions{pool: p, email: c.Email, shrinkFor: o.ShrinkFor, gated: o.Slots != nil}
 }
 
 func (s *localSessions) Lease(ctx context.Context, wait time.Duration) (Lease, error) {
+	if s.gated {
+		ctx = withLeaseDeadline(ctx, wait)
+	}
 	l, err := s.pool.Lease(ctx, wait)
 	if err != nil {
 		return nil, s.failed(err)
@@ -53,6 +61,9 @@ func (s *localSessions) Lease(ctx context.Context, wait time.Duration) (Lease, e
 }
 
 func (s *localSessions) LeaseNew(ctx context.Context, wait time.Duration) (Lease, error) {
+	if s.gated {
+		ctx = withLeaseDeadline(ctx, wait)
+	}
 	l, err := s.pool.LeaseNew(ctx, wait)
 	if err != nil {
 		return nil, s.failed(err)

@@ -228,7 +228,7 @@ func TestBudget_boundToTheAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk, d := r.Lookup("on").Budget().Admit()
+	tk, d := r.Lookup("on").Budget().Admit(t.Context())
 	if d != nil {
 		t.Fatalf("first message refused: %v", d)
 	}
@@ -237,11 +237,11 @@ func TestBudget_boundToTheAccount(t *testing.T) {
 	if _, err := r.Replace(snapOf(on, off), noRuntime); err != nil {
 		t.Fatal(err)
 	}
-	if _, d := r.Lookup("on").Budget().Admit(); d == nil {
+	if _, d := r.Lookup("on").Budget().Admit(t.Context()); d == nil {
 		t.Error("the daily budget of 1 admitted a second message after an edit")
 	}
 	for range 3 {
-		tk, d := r.Lookup("off").Budget().Admit()
+		tk, d := r.Lookup("off").Budget().Admit(t.Context())
 		if d != nil {
 			t.Fatal("an account with rate_limiting off was refused")
 		}

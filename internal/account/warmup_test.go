@@ -2,6 +2,7 @@ package account_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 	"time"
 
@@ -110,7 +111,7 @@ func TestBudget_warmupAcrossRestart(t *testing.T) {
 func sendUntilRefused(t *testing.T, b account.Budget, max int) int {
 	t.Helper()
 	for i := range max {
-		tk, d := b.Admit()
+		tk, d := b.Admit(context.Background())
 		if d != nil {
 			if d.Limit != "daily message budget" {
 				t.Errorf("refused by %q, want the daily message budget", d.Limit)

@@ -104,6 +104,9 @@ type Options struct {
 	ProxyLogLevel string
 	// Progress, when set, receives a line per step as the run goes.
 	Progress io.Writer
+	// Cluster is the number of proxies sharing one Redis in RunCluster
+	// (bench --cluster N, cluster.go); Run ignores it.
+	Cluster int
 }
 
 func (o *Options) setDefaults() {

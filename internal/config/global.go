@@ -53,6 +53,7 @@ func defaultGlobal() Global {
 		TokenRefreshBuffer: 600 * time.Second,
 		Tokens:             defaultTokens(),
 		Listener:           defaultListener(),
+		Cluster:            defaultCluster(),
 	}
 }
 
@@ -120,6 +121,7 @@ func parseGlobal(o *object, g *Global, dir string) {
 		parseListenerSMTP(s, &g.Listener, dir)
 		s.finish()
 	}
+	parseCluster(o.child("cluster"), &g.Cluster, dir)
 	if l := o.child("logging"); l != nil {
 		// Logging is set on the command line; the old keys are accepted.
 		l.ignore("level", "format", "log_rotation", "max_log_size_mb")

@@ -69,7 +69,7 @@ func TestAccountRecord_keysAreAccountKeys(t *testing.T) {
 // it is there or not), one record per auth_type, and the example files.
 func acceptedKeys(t *testing.T) *keyLog {
 	t.Helper()
-	const skeleton = `{"global": {"concurrency": {}, "timeouts": {}, "oauth2": {}, "http_pool": {}, "smtp": {}, "logging": {}},
+	const skeleton = `{"global": {"concurrency": {}, "timeouts": {}, "oauth2": {}, "http_pool": {}, "smtp": {}, "logging": {}, "cluster": {"sentinel": {}}},
 	  "providers": {"gmail": {"connection_pool": {}, "rate_limiting": {"cooldowns": {}, "warmup": {}}, "retry": {}, "circuit_breaker": {}, "oauth_app": {}},
 	    "outlook": {}, "default": {}},
 	  "powermta_relay": {}, "features": {}, "monitoring": {}, "feedback": {"imap_servers": {}}, "onboarding": {}}`

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,6 +36,9 @@ type LoadOptions struct {
 	// StateDir ("--state-dir") overrides where token state is kept; ""
 	// means "global.oauth2.state_dir", else the accounts file's directory.
 	StateDir string
+	// RedisURL ("--redis") replaces global.cluster's server: cluster mode
+	// on that Redis.
+	RedisURL string
 
 	// accountsAs is the accounts file that AccountsPath is an edited copy
 	// of (EditAccounts): errors name it, and relative key file paths start
@@ -111,6 +115,13 @@ func Load(opts LoadOptions) (*Snapshot, []Warning, error) {
 		snap.Accounts = parseAccounts(d, cmp.Or(opts.accountsAs, snap.AccountsPath), accDoc, snap.Providers)
 	}
 	resolveStateDir(&snap.Global.Tokens, opts.StateDir, snap.AccountsPath)
+	if opts.RedisURL != "" {
+		c := &snap.Global.Cluster
+		c.SentinelMaster, c.RedisCluster = "", false
+		if err := c.SetURL(opts.RedisURL); err != nil {
+			d.errs = append(d.errs, fmt.Errorf("--redis: %w", err))
+		}
+	}
 	if len(d.errs) > 0 {
 		return nil, d.warns, errors.Join(d.errs...)
 	}

@@ -41,6 +41,9 @@ type Global struct {
 	// Feedback is the top-level "feedback" block: the bounce collector
 	// (feedback.go).
 	Feedback Feedback
+	// Cluster is "global.cluster" (cluster.go): Redis shared by several
+	// proxies; off by default.
+	Cluster Cluster
 }
 
 // SMTP is "global.smtp".

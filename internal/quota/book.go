@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,8 +41,9 @@ func (d *Denial) Error() string {
 // memory for one process; a store shared by several proxies (Redis) is
 // another implementation of the same methods.
 type Budget interface {
-	// Admit reserves one message for account, or says why not.
-	Admit(account string, l Limits) (Ticket, *Denial)
+	// Admit reserves one message for account, or says why not. ctx bounds
+	// a shared store's round trip (the in-memory Book never blocks).
+	Admit(ctx context.Context, account string, l Limits) (Ticket, *Denial)
 	// CoolDown stops new messages for account for d, because of cause.
 	CoolDown(account, cause string, d time.Duration)
 	// Clear ends a cool-down.
@@ -55,7 +57,7 @@ type Ticket interface {
 	// Rcpt reserves one more recipient of the message, or says why not.
 	// A nil Denial with tooMany set means the per-message limit
 	// (452 4.5.3).
-	Rcpt() (tooMany bool, d *Denial)
+	Rcpt(ctx context.Context) (tooMany bool, d *Denial)
 	// RcptRefused returns the last reserved recipient: the upstream
 	// refused it.
 	RcptRefused()
@@ -120,7 +122,7 @@ type bookTicket struct {
 }
 
 // Admit reserves one message for account, or says why not.
-func (b *Book) Admit(account string, l Limits) (Ticket, *Denial) {
+func (b *Book) Admit(_ context.Context, account string, l Limits) (Ticket, *Denial) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -154,7 +156,7 @@ func (b *Book) Admit(account string, l Limits) (Ticket, *Denial) {
 
 // Rcpt reserves one more recipient of the message, or says why not. A
 // nil Denial with tooMany set means the per-message limit (452 4.5.3).
-func (t *bookTicket) Rcpt() (tooMany bool, d *Denial) {
+func (t *bookTicket) Rcpt(context.Context) (tooMany bool, d *Denial) {
 	if t.l.RecipientsPerMessage > 0 && t.rcpts >= t.l.RecipientsPerMessage {
 		return true, nil
 	}

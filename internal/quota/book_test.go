@@ -27,12 +27,12 @@ func newClock() *clock { return &clock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, t
 // send admits and completes one accepted message with n recipients.
 func send(t *testing.T, b *quota.Book, acct string, l quota.Limits, n int) *quota.Denial {
 	t.Helper()
-	tk, d := b.Admit(acct, l)
+	tk, d := b.Admit(t.Context(), acct, l)
 	if d != nil {
 		return d
 	}
 	for i := 0; i < n; i++ {
-		if tooMany, d := tk.Rcpt(); tooMany || d != nil {
+		if tooMany, d := tk.Rcpt(t.Context()); tooMany || d != nil {
 			t.Fatalf("rcpt %d refused: %v %+v", i, tooMany, d)
 		}
 	}
@@ -94,16 +94,16 @@ func TestRecipients(t *testing.T) {
 	c := newClock()
 	b := quota.NewBook(c.now)
 	l := quota.Limits{RecipientsPerDay: 10, RecipientsPerMessage: 4}
-	tk, d := b.Admit("a", l)
+	tk, d := b.Admit(t.Context(), "a", l)
 	if d != nil {
 		t.Fatal(d)
 	}
 	for i := 0; i < 4; i++ {
-		if tooMany, d := tk.Rcpt(); tooMany || d != nil {
+		if tooMany, d := tk.Rcpt(t.Context()); tooMany || d != nil {
 			t.Fatal(i, tooMany, d)
 		}
 	}
-	if tooMany, _ := tk.Rcpt(); !tooMany {
+	if tooMany, _ := tk.Rcpt(t.Context()); !tooMany {
 		t.Fatal("5th recipient of a message allowed over RecipientsPerMessage 4")
 	}
 	tk.RcptRefused() // the upstream refused one: it does not count
@@ -111,14 +111,14 @@ func TestRecipients(t *testing.T) {
 	if st := b.Status("a", l); st.Budgets[0].Used != 3 {
 		t.Fatalf("recipients counted %d, want 3", st.Budgets[0].Used)
 	}
-	tk2, _ := b.Admit("a", l)
+	tk2, _ := b.Admit(t.Context(), "a", l)
 	for i := 0; i < 4; i++ {
-		tk2.Rcpt()
+		tk2.Rcpt(t.Context())
 	}
 	tk2.Done(false) // upstream refused the message: nothing counts
 	send(t, b, "a", l, 4)
 	send(t, b, "a", l, 3) // 10 used
-	if _, d := b.Admit("a", l); d == nil || d.Limit != "daily recipient budget" {
+	if _, d := b.Admit(t.Context(), "a", l); d == nil || d.Limit != "daily recipient budget" {
 		t.Fatalf("admit with the recipient budget used up: %+v", d)
 	}
 }
@@ -129,7 +129,7 @@ func TestReservationsPreventOvershoot(t *testing.T) {
 	l := quota.Limits{MessagesPerDay: 5}
 	var tickets []quota.Ticket
 	for i := 0; i < 10; i++ {
-		if tk, d := b.Admit("a", l); d == nil {
+		if tk, d := b.Admit(t.Context(), "a", l); d == nil {
 			tickets = append(tickets, tk)
 		}
 	}
@@ -137,7 +137,7 @@ func TestReservationsPreventOvershoot(t *testing.T) {
 		t.Fatalf("%d messages in flight admitted for a budget of 5", len(tickets))
 	}
 	tickets[0].Done(false) // failed upstream: its slot comes back
-	if _, d := b.Admit("a", l); d != nil {
+	if _, d := b.Admit(t.Context(), "a", l); d != nil {
 		t.Fatalf("slot of a failed message not given back: %+v", d)
 	}
 }
@@ -147,15 +147,15 @@ func TestCoolDown(t *testing.T) {
 	c := newClock()
 	b := quota.NewBook(c.now)
 	b.CoolDown("a", "550 5.4.5 Daily user sending limit exceeded", 24*time.Hour)
-	_, d := b.Admit("a", quota.Limits{})
+	_, d := b.Admit(t.Context(), "a", quota.Limits{})
 	if d == nil || !d.Cooldown() || d.ResetIn != 24*time.Hour || !strings.Contains(d.Cause, "5.4.5") {
 		t.Fatalf("%+v", d)
 	}
-	if _, d := b.Admit("b", quota.Limits{}); d != nil {
+	if _, d := b.Admit(t.Context(), "b", quota.Limits{}); d != nil {
 		t.Fatal("cool-down spilled onto another account")
 	}
 	c.add(24 * time.Hour)
-	if _, d := b.Admit("a", quota.Limits{}); d != nil {
+	if _, d := b.Admit(t.Context(), "a", quota.Limits{}); d != nil {
 		t.Fatalf("still cooling after 24h: %+v", d)
 	}
 }
@@ -190,7 +190,7 @@ func TestSaveLoadSurvivesRestart(t *testing.T) {
 	if d := send(t, b2, "a", l, 1); d == nil {
 		t.Fatal("counts lost across the restart")
 	}
-	if _, d := b2.Admit("c", quota.Limits{}); d == nil || !d.Cooldown() {
+	if _, d := b2.Admit(t.Context(), "c", quota.Limits{}); d == nil || !d.Cooldown() {
 		t.Fatal("cool-down lost across the restart")
 	}
 	if err := quota.NewBook(nil).Load(strings.NewReader(`{"version":1,"accounts":{"x":{"msg_minute":{"bucket_s":1,"counts":[1]}}}}`)); err == nil {
@@ -211,9 +211,9 @@ func FuzzLoad(f *testing.F) {
 			return
 		}
 		// Whatever loaded must be usable.
-		tk, _ := b.Admit("a", quota.Limits{MessagesPerDay: 10, RecipientsPerDay: 10})
+		tk, _ := b.Admit(t.Context(), "a", quota.Limits{MessagesPerDay: 10, RecipientsPerDay: 10})
 		if tk != nil {
-			tk.Rcpt()
+			tk.Rcpt(t.Context())
 			tk.Done(true)
 		}
 		b.Status("a", quota.Limits{MessagesPerMinute: 1, MessagesPerHour: 1, MessagesPerDay: 1, RecipientsPerDay: 1})
@@ -230,8 +230,8 @@ func BenchmarkAdmit1000Accounts(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		tk, _ := book.Admit(ids[i%len(ids)], l)
-		tk.Rcpt()
+		tk, _ := book.Admit(b.Context(), ids[i%len(ids)], l)
+		tk.Rcpt(b.Context())
 		tk.Done(true)
 	}
 }

@@ -97,17 +97,17 @@ func TestLimitsFor_zeroLiftsOneBuiltinLimit(t *testing.T) {
 			t.Fatalf("message %d refused with messages_per_day 0: %+v", i+1, d)
 		}
 	}
-	tk, d := b.Admit("g", want)
+	tk, d := b.Admit(t.Context(), "g", want)
 	if d != nil {
 		t.Fatal(d)
 	}
 	defer tk.Done(false)
 	for i := 0; i < 100; i++ {
-		if tooMany, d := tk.Rcpt(); tooMany || d != nil {
+		if tooMany, d := tk.Rcpt(t.Context()); tooMany || d != nil {
 			t.Fatalf("recipient %d: %v %+v", i+1, tooMany, d)
 		}
 	}
-	if tooMany, _ := tk.Rcpt(); !tooMany {
+	if tooMany, _ := tk.Rcpt(t.Context()); !tooMany {
 		t.Error("101st recipient of a message allowed: recipients_per_message lifted too")
 	}
 }

@@ -38,7 +38,7 @@ func TestWindow_countNeverLeavesBeforeItsSpan(t *testing.T) {
 				t.Fatal(d)
 			}
 			c.add(tc.span - 2*late)
-			if _, d := b.Admit("a", tc.l); d == nil {
+			if _, d := b.Admit(t.Context(), "a", tc.l); d == nil {
 				t.Fatalf("admitted %v after the only allowed message, before its %v span ended", tc.span-2*late, tc.span)
 			}
 			c.add(2*late + tc.bucket) // one bucket after the span
@@ -64,7 +64,7 @@ func TestWindow_dailyRecipientsRefillAfter24h(t *testing.T) {
 	if d := send(t, b, "a", l, 4); d != nil {
 		t.Fatal(d)
 	}
-	_, d := b.Admit("a", l)
+	_, d := b.Admit(t.Context(), "a", l)
 	if d == nil || d.Limit != "daily recipient budget" {
 		t.Fatalf("admit with 10 of 10 recipients used: %+v", d)
 	}
@@ -72,20 +72,20 @@ func TestWindow_dailyRecipientsRefillAfter24h(t *testing.T) {
 		t.Errorf("resets in %v, want 21h10m (the first 6 leave 24 h and a bucket after they were sent)", d.ResetIn)
 	}
 	c.add(21*time.Hour - time.Second) // 24 h after the first 6, less a second
-	if _, d := b.Admit("a", l); d == nil {
+	if _, d := b.Admit(t.Context(), "a", l); d == nil {
 		t.Fatal("room before 24 h had passed")
 	}
 	c.add(10*time.Minute + time.Second) // past 24 h plus the 10-minute bucket
-	tk, d := b.Admit("a", l)
+	tk, d := b.Admit(t.Context(), "a", l)
 	if d != nil {
 		t.Fatalf("no room after 24 h: %+v", d)
 	}
 	for i := 0; i < 6; i++ {
-		if tooMany, d := tk.Rcpt(); tooMany || d != nil {
+		if tooMany, d := tk.Rcpt(t.Context()); tooMany || d != nil {
 			t.Fatalf("recipient %d of the freed 6: %v %+v", i, tooMany, d)
 		}
 	}
-	if _, d := tk.Rcpt(); d == nil {
+	if _, d := tk.Rcpt(t.Context()); d == nil {
 		t.Fatal("a 7th recipient fitted while the later 4 are still in the window")
 	}
 	tk.Done(true)

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"strings"
 	"time"
 
@@ -18,8 +19,8 @@ import (
 // admitBudget reserves one message of a's budgets: a ticket, or the
 // denial that refuses the message (counted). Without budgets the ticket
 // reserves nothing.
-func (r *Relay) admitBudget(a *account.Account) (quota.Ticket, *quota.Denial) {
-	tk, d := a.Budget().Admit()
+func (r *Relay) admitBudget(ctx context.Context, a *account.Account) (quota.Ticket, *quota.Denial) {
+	tk, d := a.Budget().Admit(ctx)
 	if d == nil {
 		return tk, nil
 	}
@@ -38,8 +39,8 @@ func (r *Relay) countDenial(d *quota.Denial) {
 
 // rcptBudget reserves one recipient; an error (counted) means refuse it
 // here: tooManyRcpts or a *quota.Denial.
-func (t *txn) rcptBudget() error {
-	tooMany, d := t.ticket.Rcpt()
+func (t *txn) rcptBudget(ctx context.Context) error {
+	tooMany, d := t.ticket.Rcpt(ctx)
 	switch {
 	case tooMany:
 		t.r.m.budgetRefusals.WithLabelValues("recipients per message").Inc()

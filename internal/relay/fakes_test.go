@@ -158,7 +158,7 @@ type ticket struct {
 	maxRcpts       int // 0: no limit
 }
 
-func (t *ticket) Rcpt() (bool, *quota.Denial) {
+func (t *ticket) Rcpt(context.Context) (bool, *quota.Denial) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.maxRcpts > 0 && t.rcpts-t.refused >= t.maxRcpts {
@@ -183,7 +183,7 @@ type budget struct {
 	cooldown []string
 }
 
-func (b *budget) Admit(string, quota.Limits) (quota.Ticket, *quota.Denial) {
+func (b *budget) Admit(context.Context, string, quota.Limits) (quota.Ticket, *quota.Denial) {
 	if b.deny != nil {
 		return nil, b.deny
 	}

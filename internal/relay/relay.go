@@ -88,7 +88,7 @@ type sender struct {
 func (s *sender) Name() string { return s.a.Cfg.ID }
 
 // Begin implements smtpd.Sender: admission against the account's in-flight cap.
-func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) {
+func (s *sender) Begin(ctx context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) {
 	cur := s.r.reg.Current(s.a)
 	if cur == nil || cur.Cfg.Disabled {
 		// A reload removed or disabled the account, or changed what the
@@ -96,7 +96,7 @@ func (s *sender) Begin(_ context.Context, c *smtpd.ConnInfo) (smtpd.Txn, error) 
 		return nil, refusal(s.a.Cfg.Email, errAccountGone, c.ID)
 	}
 	s.a = cur // an edit that kept the account: go on with its new settings
-	tk, d := s.r.admitBudget(s.a)
+	tk, d := s.r.admitBudget(ctx, s.a)
 	if d != nil {
 		return nil, refusal(s.a.Cfg.Email, d, c.ID)
 	}

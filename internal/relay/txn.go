@@ -113,7 +113,7 @@ func (t *txn) Envelope(ctx context.Context, cmds []smtpd.Command) []reply.Reply 
 	}
 	b := &t.batch
 	b.reset(len(cmds))
-	t.reserveRcpts(cmds, out)
+	t.reserveRcpts(ctx, cmds, out)
 	sess := t.lease.Session()
 	b.cmds = translate(sess, cmds, out, b.local, b.cmds)
 	if t.deferMail(sess, cmds, out) {
@@ -233,12 +233,12 @@ func (t *txn) finishData(i int, out []reply.Reply) {
 // reserveRcpts is the budget step: it reserves one recipient of the
 // account's budgets for each RCPT, and answers here (451/452, local) a
 // RCPT over budget, so that it never reaches the upstream.
-func (t *txn) reserveRcpts(cmds []smtpd.Command, out []reply.Reply) {
+func (t *txn) reserveRcpts(ctx context.Context, cmds []smtpd.Command, out []reply.Reply) {
 	for i, c := range cmds {
 		if c.Verb != smtpd.VerbRcpt {
 			continue
 		}
-		if err := t.rcptBudget(); err != nil {
+		if err := t.rcptBudget(ctx); err != nil {
 			out[i], t.batch.local[i] = refusal(t.a.Cfg.Email, err, t.c.ID), true
 			continue
 		}

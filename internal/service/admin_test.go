@@ -72,6 +72,9 @@ func secretsIn(s string) []string {
 func TestAdmin_authentication(t *testing.T) {
 	t.Parallel()
 	e := newAdminEnv(t)
+	// Run serves the admin API a moment before the SMTP side is marked
+	// ready: wait for it, as the other /readyz tests do.
+	waitFor(t, "/readyz ready", func() bool { code, _, _ := e.call(t, "GET", "/readyz", "", nil); return code == 200 })
 	for _, p := range []string{"/health", "/healthz", "/readyz", "/metrics"} {
 		if code, _, _ := e.call(t, "GET", p, "", nil); code != 200 {
 			t.Errorf("GET %s without token: %d", p, code)

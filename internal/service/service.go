@@ -106,6 +106,8 @@ type Service struct {
 	// listener; onboardingAddr is that listener's address (onboarding.go).
 	onboard        *onboarding.Manager
 	onboardingAddr net.Addr
+	// cluster is cluster mode's Redis client and budget (cluster.go).
+	cluster clusterRuntime
 }
 
 // tokenHTTPClient is the one HTTP client every token source shares
@@ -184,6 +186,7 @@ func New(opts Options) (*Service, error) {
 		s.localIPs = localAddrs(log)
 	}
 	build := s.buildAccount
+	built := false          // New succeeded (cluster.go's client stays open)
 	var budget quota.Budget // nil in dry-run: no budgets
 	if opts.DryRun {
 		build = dryRunAccount
@@ -191,8 +194,15 @@ func New(opts Options) (*Service, error) {
 		if err := s.prepareTLS(); err != nil {
 			return nil, err
 		}
-		s.openBudgets() // budgets.go
-		budget = s.budgets
+		s.openBudgets()                                         // budgets.go
+		if budget, err = s.openCluster(s.budgets); err != nil { // cluster.go
+			return nil, err
+		}
+		defer func() {
+			if !built {
+				s.closeCluster() // New failed
+			}
+		}()
 	}
 	s.Reg, err = account.NewRegistry(snap, build, account.Options{
 		Trusted: snap.Global.SMTP.TrustedNetworks,
@@ -247,6 +257,7 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	if opts.Admin.Only {
+		built = true
 		return s, nil // --admin-only: no SMTP listener
 	}
 	s.ln, err = net.Listen("tcp", opts.Listen)
@@ -265,6 +276,7 @@ func New(opts Options) (*Service, error) {
 		}
 		return nil, err
 	}
+	built = true
 	return s, nil
 }
 
@@ -334,6 +346,7 @@ func (s *Service) buildAccount(c *config.Account, st *account.State, keep *token
 		Dial:           s.opts.UpstreamDial,
 		Metrics:        s.accountMetrics,
 		Logger:         s.log,
+		Slots:          s.clusterSlots(), // cluster.go; nil on one host
 	})
 	return account.Runtime{Tokens: tokens, Sessions: sessions}, nil
 }
@@ -419,6 +432,7 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Wait()
 	stopTokens() // after the clients: their token requests end, rotations are saved
 	s.Reg.Close()
+	s.closeCluster() // cluster.go: after the sessions gave their slots back
 	s.saveBudgets()
 	if errors.Is(serveErr, smtpd.ErrServerClosed) {
 		serveErr = nil
