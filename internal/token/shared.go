@@ -85,6 +85,15 @@ func (s *Source) sharedRequest(ctx context.Context, sent time.Time) (Token, erro
 			return s.unshared(ctx, sent, err)
 		}
 		if locked {
+			// The holder before us may have committed since c was read.
+			if c, err = s.cfg.Shared.Load(ctx, s.cfg.Account); err != nil {
+				unlock()
+				return s.unshared(ctx, sent, err)
+			}
+			if tok, err, ok := s.adoptShared(c); ok {
+				unlock()
+				return tok, err
+			}
 			tok, err := s.lockedRequest(ctx, c, sent)
 			unlock()
 			return tok, err

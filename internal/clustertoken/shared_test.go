@@ -1,0 +1,227 @@
+package clustertoken_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/clustertoken"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/fakeprovider"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/redistest"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/token"
+)
+
+// renewal is how far the clock moves between rounds: past the hand-out
+// time of a 1 h token (expiry − 10 min), so every round needs a new one.
+const renewal = 55 * time.Minute
+
+// TestShared_twoProxiesRequestOncePerRenewal: two proxies sharing Redis
+// make one token request per renewal time between them, whether they ask
+// at once or one after the other; on their own they make two.
+func TestShared_twoProxiesRequestOncePerRenewal(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		shared   bool
+		rotating bool
+		want     int64 // token requests over the rounds
+	}{
+		{"shared", true, false, rounds},
+		{"shared, rotating refresh tokens", true, true, rounds},
+		{"control: each proxy on its own", false, false, 2 * rounds},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: tc.rotating})
+			p.SetRevokeOnReuse(true) // a rotated-away token used by either proxy kills the grant
+			p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-0"})
+			c := newClock()
+			var a, b proxy
+			if tc.shared {
+				r := startRedis(t)
+				a = newProxy(t, p, openShared(t, r.Addr, "a"), c, "ms", "rt-0")
+				b = newProxy(t, p, openShared(t, r.Addr, "b"), c, "ms", "rt-0")
+			} else {
+				a = newProxy(t, p, nil, c, "ms", "rt-0")
+				b = newProxy(t, p, nil, c, "ms", "rt-0")
+			}
+			for round := range rounds {
+				c.Advance(renewal)
+				var wg sync.WaitGroup
+				toks := make([]token.Token, 4)
+				errs := make([]error, 4)
+				for i, src := range []*token.Source{a.src, b.src, a.src, b.src} {
+					wg.Go(func() { toks[i], errs[i] = src.Token(t.Context()) })
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("round %d, call %d: %v", round, i, err)
+					}
+				}
+				if tc.shared && toks[0].Access != toks[1].Access {
+					t.Fatalf("round %d: the proxies hold different access tokens", round)
+				}
+			}
+			if got := p.Stats().TokenRequests; got != tc.want {
+				t.Fatalf("token requests over %d renewals = %d, want %d", rounds, got, tc.want)
+			}
+		})
+	}
+}
+
+const rounds = 5
+
+// TestShared_flushedRedisLosesNoRotation: the provider rotates the refresh
+// token at every refresh and retires the old one (a retired one presented
+// again revokes the grant). Redis is flushed between refreshes; the
+// account keeps working on both proxies, a third proxy that never saw a
+// token (a new host) gets one from the re-seeded Redis, and the refresh
+// token Redis holds at the end is the provider's current one.
+func TestShared_flushedRedisLosesNoRotation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		reseed bool // run the Reseeder after each flush
+	}{
+		{"reseeded by the Reseeder", true},
+		{"re-seeded by the next request", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: true})
+			p.SetRevokeOnReuse(true)
+			p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-0"})
+			r := startRedis(t)
+			c := newClock()
+			shA := openShared(t, r.Addr, "a")
+			a := newProxy(t, p, shA, c, "ms", "rt-0")
+			b := newProxy(t, p, openShared(t, r.Addr, "b"), c, "ms", "rt-0")
+			reseed := clustertoken.NewReseeder(shA, func() []clustertoken.Seeder { return []clustertoken.Seeder{a.src} }, nil)
+			for round := range rounds {
+				c.Advance(renewal)
+				for i, src := range []*token.Source{a.src, b.src} {
+					if _, err := src.Token(t.Context()); err != nil {
+						t.Fatalf("round %d, proxy %d: %v", round, i, err)
+					}
+				}
+				if _, err := redistest.Do(r.Addr, "FLUSHALL"); err != nil {
+					t.Fatal(err)
+				}
+				if tc.reseed {
+					if n, err := reseed.Check(t.Context()); err != nil || n != 1 {
+						t.Fatalf("round %d: reseed = %d, %v; want 1 record", round, n, err)
+					}
+				}
+			}
+			if tc.reseed {
+				// A new proxy, no state file: only Redis has the current
+				// refresh token (the configured rt-0 is long retired).
+				newcomer := newProxy(t, p, openShared(t, r.Addr, "c"), c, "ms", "rt-0")
+				c.Advance(renewal)
+				if _, err := newcomer.src.Token(t.Context()); err != nil {
+					t.Fatalf("new proxy after the flush: %v", err)
+				}
+				if _, err := a.src.Token(t.Context()); err != nil {
+					t.Fatalf("proxy a after the new one refreshed: %v", err)
+				}
+			} else {
+				c.Advance(renewal)
+				if _, err := a.src.Token(t.Context()); err != nil {
+					t.Fatalf("proxy a after the last flush: %v", err)
+				}
+			}
+			got, err := shA.Load(t.Context(), "ms")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur := p.RefreshToken("ms@example.com"); got.RefreshToken.Reveal() != cur {
+				t.Fatalf("Redis holds refresh token version %d, not the provider's current one", got.RefreshVersion)
+			}
+			for _, px := range []proxy{a, b} {
+				if st := px.src.Status(); st.State != token.StateOK {
+					t.Fatalf("state %s: %s", st.State, st.LastError)
+				}
+			}
+			keys, err := redistest.Do(r.Addr, "KEYS", "*")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range strings.Split(keys, "\n") {
+				if strings.Contains(k, "M.fake-") || strings.Contains(k, "rt-0") {
+					t.Fatalf("a token in a key name: %q", k)
+				}
+			}
+		})
+	}
+}
+
+// TestShared_commitAndSeedAreCompareAndSet checks the scripts' rules.
+func TestShared_commitAndSeedAreCompareAndSet(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	sh := openShared(t, r.Addr, "a")
+	ctx := t.Context()
+	rec := func(rtv int64) token.Committed {
+		return token.Committed{Credential: "v1:c", Grant: "v1:g", RefreshToken: secret.New("rt"), RefreshVersion: rtv, Version: rtv}
+	}
+	steps := []struct {
+		name string
+		do   func() (bool, error)
+		want bool
+	}{
+		{"commit over nothing at base 0", func() (bool, error) { return sh.Commit(ctx, "x", 0, rec(1)) }, true},
+		{"commit again at base 0 loses", func() (bool, error) { return sh.Commit(ctx, "x", 0, rec(1)) }, false},
+		{"commit at base 1", func() (bool, error) { return sh.Commit(ctx, "x", 1, rec(2)) }, true},
+		{"seed an older refresh version", func() (bool, error) { return sh.Seed(ctx, "x", rec(1)) }, false},
+		{"seed the same refresh version", func() (bool, error) { return sh.Seed(ctx, "x", rec(2)) }, false},
+		{"seed a newer refresh version", func() (bool, error) { return sh.Seed(ctx, "x", rec(7)) }, true},
+		{"seed another credential", func() (bool, error) {
+			o := rec(9)
+			o.Credential = "v1:other"
+			return sh.Seed(ctx, "x", o)
+		}, false},
+		{"seed a missing record", func() (bool, error) { return sh.Seed(ctx, "y", rec(3)) }, true},
+	}
+	for _, s := range steps {
+		got, err := s.do()
+		if err != nil || got != s.want {
+			t.Fatalf("%s: %v, %v; want %v", s.name, got, err, s.want)
+		}
+	}
+	got, err := sh.Load(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 commits, then a seed of refresh version 7 lifts Version above both.
+	if got.Version != 8 || got.RefreshVersion != 7 || got.Credential != "v1:c" {
+		t.Fatalf("record = version %d, refresh version %d, credential %q", got.Version, got.RefreshVersion, got.Credential)
+	}
+}
+
+// TestShared_lockIsExclusive: one holder at a time; unlock frees it.
+func TestShared_lockIsExclusive(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := openShared(t, r.Addr, "a"), openShared(t, r.Addr, "b")
+	ctx := t.Context()
+	unlock, ok, err := a.Lock(ctx, "x", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("first lock: %v, %v", ok, err)
+	}
+	if _, ok, err := b.Lock(ctx, "x", time.Minute); err != nil || ok {
+		t.Fatalf("second lock while held: %v, %v", ok, err)
+	}
+	unlock()
+	unlockB, ok, err := b.Lock(ctx, "x", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("lock after unlock: %v, %v", ok, err)
+	}
+	unlock() // a's stale unlock must not free b's lock
+	if _, ok, _ := a.Lock(ctx, "x", time.Minute); ok {
+		t.Fatal("a stale unlock freed another holder's lock")
+	}
+	unlockB()
+}
