@@ -89,6 +89,9 @@ type Service struct {
 	localIPs map[netip.Addr]bool
 	// tokens is the token state file and background renewal (tokens.go).
 	tokens tokenRuntime
+	// shared is the Redis state of cluster mode (shared.go); nil when
+	// global.cluster is off.
+	shared *sharedState
 	// tokenTransport is the token endpoints' transport when New made it
 	// (no Options.HTTPClient); Run closes its idle connections last.
 	tokenTransport *http.Transport
@@ -166,6 +169,16 @@ func New(opts Options) (*Service, error) {
 	log.Info("configuration loaded", "config", snap.ConfigPath, "accounts_file", snap.AccountsPath, "accounts", len(snap.Accounts))
 
 	s := &Service{opts: opts, log: log, Snap: snap, logs: logthrottle.New(logthrottle.Options{Logger: log})}
+	if snap, err = s.joinCluster(snap); err != nil { // shared.go
+		return nil, err
+	}
+	s.Snap = snap
+	built := false
+	defer func() {
+		if !built {
+			s.closeShared()
+		}
+	}()
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient, s.tokenTransport = tokenHTTPClient(snap.Global.HTTPPool)
 	}
@@ -232,6 +245,7 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	if opts.Admin.Only {
+		built = true
 		return s, nil // --admin-only: no SMTP listener
 	}
 	s.ln, err = net.Listen("tcp", opts.Listen)
@@ -250,6 +264,7 @@ func New(opts Options) (*Service, error) {
 		}
 		return nil, err
 	}
+	built = true
 	return s, nil
 }
 
@@ -380,6 +395,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 	stopTokens := s.startTokens() // tokens.go: background renewal, pre-warm, state file
+	stopShared := s.startShared() // shared.go: the cluster's account set and token re-seeding
+	defer s.closeShared()
 	<-ctx.Done()
 	s.log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
@@ -389,6 +406,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cancelSrv()
 	close(sweepDone)
 	wg.Wait()
+	stopShared()
 	stopTokens() // after the clients: their token requests end, rotations are saved
 	s.Reg.Close()
 	s.saveBudgets()
