@@ -52,10 +52,19 @@ type Set struct {
 	o       Options
 	log     *slog.Logger
 
-	mu   sync.Mutex // one pull, edit or publish at a time; above ver and body
+	mu   sync.Mutex // one pull, edit or publish at a time; above ver, body and pending
 	ver  int64      // version the local file holds; 0 before any
 	body []byte     // the local file's bytes at ver
+	// pending: an edit was applied to the local file but Redis did not
+	// answer its commit; Run commits it first thing once Redis answers.
+	pending bool
 }
+
+// ErrNotShared is wrapped by Edit's error when the edit was applied to the
+// local file but could not be committed to Redis: the proxy serves it,
+// and Run commits it when Redis answers (unless another proxy committed
+// first: the cluster's version then wins).
+var ErrNotShared = errors.New("applied on this proxy only: redis did not answer")
 
 // New returns the Set of the cluster c is connected to.
 func New(c *cluster.Client, o Options) (*Set, error) {
@@ -241,7 +250,8 @@ func (s *Set) Edit(ctx context.Context, edit func(*config.AccountsFile) error) e
 		}
 		ok, err := s.commitLocked(ctx)
 		if err != nil {
-			return fmt.Errorf("saved on this proxy only (it is shared once redis answers and the file is reloaded): %w", err)
+			s.pending = true
+			return fmt.Errorf("%w: %w", ErrNotShared, err)
 		}
 		if ok {
 			return nil
@@ -259,8 +269,10 @@ func (s *Set) Publish(ctx context.Context) (changed bool, err error) {
 	defer s.mu.Unlock()
 	ok, err := s.commitLocked(ctx)
 	if err != nil || ok {
+		s.pending = err != nil
 		return false, err
 	}
+	s.pending = false
 	s.log.Warn("local accounts file edit lost a race with another proxy's: taking the cluster's version")
 	return s.pullLocked(ctx)
 }
@@ -276,7 +288,14 @@ func (s *Set) Run(ctx context.Context, reload func()) {
 			return
 		case <-t.C:
 		}
-		changed, err := s.Pull(ctx)
+		s.mu.Lock()
+		pending := s.pending
+		s.mu.Unlock()
+		pull := s.Pull
+		if pending {
+			pull = s.Publish
+		}
+		changed, err := pull(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Debug("account set poll failed", "err", err)

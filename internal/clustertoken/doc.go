@@ -17,10 +17,12 @@
 // Redis holds refresh tokens in these values (never in key names): it
 // must be protected (ACL, TLS; docs/CLUSTER.md).
 //
-// Reseeder re-seeds an emptied Redis (restarted without persistence, or
+// Sync re-seeds an emptied Redis (restarted without persistence, or
 // flushed) from the newest refresh token any proxy holds in its state
 // file: it notices the loss by a marker key and asks every token source
 // to Seed, a compare-and-set that only writes a missing or older version.
+// It also lifts a needs_consent verdict that another proxy's reset and
+// successful request cleared from the record.
 //
 // All types are safe for concurrent use; every call is bounded by the
 // cluster client's timeout.

@@ -84,9 +84,9 @@ func TestShared_flushedRedisLosesNoRotation(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
-		reseed bool // run the Reseeder after each flush
+		reseed bool // run Sync.Reseed after each flush
 	}{
-		{"reseeded by the Reseeder", true},
+		{"re-seeded by Sync", true},
 		{"re-seeded by the next request", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,7 +99,7 @@ func TestShared_flushedRedisLosesNoRotation(t *testing.T) {
 			shA := openShared(t, r.Addr, "a")
 			a := newProxy(t, p, shA, c, "ms", "rt-0")
 			b := newProxy(t, p, openShared(t, r.Addr, "b"), c, "ms", "rt-0")
-			reseed := clustertoken.NewReseeder(shA, func() []clustertoken.Seeder { return []clustertoken.Seeder{a.src} }, nil)
+			sync := clustertoken.NewSync(shA, func() []clustertoken.Follower { return []clustertoken.Follower{a.src} }, nil)
 			for round := range rounds {
 				c.Advance(renewal)
 				for i, src := range []*token.Source{a.src, b.src} {
@@ -111,7 +111,7 @@ func TestShared_flushedRedisLosesNoRotation(t *testing.T) {
 					t.Fatal(err)
 				}
 				if tc.reseed {
-					if n, err := reseed.Check(t.Context()); err != nil || n != 1 {
+					if n, err := sync.Reseed(t.Context()); err != nil || n != 1 {
 						t.Fatalf("round %d: reseed = %d, %v; want 1 record", round, n, err)
 					}
 				}
@@ -224,4 +224,55 @@ func TestShared_lockIsExclusive(t *testing.T) {
 		t.Fatal("a stale unlock freed another holder's lock")
 	}
 	unlockB()
+}
+
+// TestShared_redisDownRenewsLocallyAndReseedsLater: while Redis is down a
+// proxy renews on its own and keeps the rotation, with the next version,
+// in its state file; when Redis is back (with its data, so holding the
+// older version), Sync writes the newer one, and a new proxy gets the
+// provider's current refresh token from Redis.
+func TestShared_redisDownRenewsLocallyAndReseedsLater(t *testing.T) {
+	t.Parallel()
+	p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: true})
+	p.SetRevokeOnReuse(true)
+	p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-0"})
+	r := redistest.Start(t, redistest.Options{AppendOnly: true})
+	c := newClock()
+	shA := openShared(t, r.Addr, "a")
+	a := newProxy(t, p, shA, c, "ms", "rt-0")
+	sync := clustertoken.NewSync(shA, func() []clustertoken.Follower { return []clustertoken.Follower{a.src} }, nil)
+	if _, err := a.src.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sync.Reseed(t.Context()); err != nil { // this proxy's first epoch: nothing newer to write
+		t.Fatal(err)
+	}
+
+	r.Stop()
+	c.Advance(renewal)
+	if _, err := a.src.Token(t.Context()); err != nil {
+		t.Fatalf("renewal while Redis is down: %v", err)
+	}
+	r.Restart()
+	if n, err := sync.Reseed(t.Context()); err != nil || n != 0 {
+		// Redis kept its data (AOF): same epoch, so Reseed leaves it to
+		// the next request of the proxy, which seeds first.
+		t.Fatalf("reseed after a restart with data: %d, %v", n, err)
+	}
+	c.Advance(renewal)
+	if _, err := a.src.Token(t.Context()); err != nil {
+		t.Fatalf("first renewal after Redis is back: %v", err)
+	}
+	newcomer := newProxy(t, p, openShared(t, r.Addr, "c"), c, "ms", "rt-0")
+	c.Advance(renewal)
+	if _, err := newcomer.src.Token(t.Context()); err != nil {
+		t.Fatalf("new proxy: %v", err)
+	}
+	got, err := shA.Load(t.Context(), "ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RefreshToken.Reveal() != p.RefreshToken("ms@example.com") {
+		t.Fatal("Redis does not hold the provider's current refresh token")
+	}
 }

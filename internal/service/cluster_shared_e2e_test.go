@@ -198,4 +198,25 @@ func TestCluster_oneTokenRequestForTwoProxies(t *testing.T) {
 	if st := b.svc.Registry().Find(userNoPW).Tokens().Status(); st.State != "needs_consent" {
 		t.Fatalf("b's state = %s", st.State)
 	}
+
+	// The grant is fixed at the provider and an operator resets the
+	// account on a: b lifts its verdict within 2 s and takes a's token
+	// without a request of its own.
+	a.fp.AddAccount(fakeprovider.Account{Email: userNoPW, ClientID: "cid", ClientSecret: "csecret", RefreshToken: "rt-nopw"})
+	if code, m, _ := a.call(t, "POST", "/admin/accounts/"+userNoPW+"/refresh", adminToken, nil); code != 200 {
+		t.Fatalf("refresh on a: %d %v", code, m)
+	}
+	afterReset := a.fp.Stats().TokenRequests
+	srcB := b.svc.Registry().Find(userNoPW).Tokens()
+	within(t, propagation, "verdict lifted on b", func() bool { return srcB.Status().State == "ok" })
+	tokA, err = a.svc.Registry().Find(userNoPW).Tokens().Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokB, err = srcB.Token(t.Context()); err != nil || tokB.Access != tokA.Access {
+		t.Fatalf("b after the lift: %v (same token as a: %v)", err, tokB.Access == tokA.Access)
+	}
+	if got := a.fp.Stats().TokenRequests - afterReset; got != 0 {
+		t.Fatalf("b made %d token requests after the lift, want 0", got)
+	}
 }

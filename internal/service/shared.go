@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -88,7 +89,13 @@ func (s *Service) EditAccounts(snap *config.Snapshot, edit func(*config.Accounts
 	if s.shared == nil || s.shared.accounts == nil {
 		return config.EditAccounts(snap.AccountsPath, snap.ConfigPath, edit)
 	}
-	return s.shared.accounts.Edit(context.Background(), edit)
+	err := s.shared.accounts.Edit(context.Background(), edit)
+	if errors.Is(err, clusteraccounts.ErrNotShared) {
+		// In force here (the reload follows); shared when Redis answers.
+		s.log.Warn("cluster: account set edit applied on this proxy only for now", "err", err)
+		return nil
+	}
+	return err
 }
 
 // publishAccounts shares a reloaded local edit of accounts.json (by hand,
@@ -106,7 +113,7 @@ func (s *Service) publishAccounts() bool {
 }
 
 // startShared starts the account set's poller (a newer version reloads)
-// and the token re-seeder; the returned function stops them. Call it
+// and the tokens' Sync (re-seeding, verdicts lifted elsewhere); the returned function stops them. Call it
 // before the token sources stop; closeShared closes the client after.
 func (s *Service) startShared() (stop func()) {
 	if s.shared == nil {
@@ -123,15 +130,15 @@ func (s *Service) startShared() (stop func()) {
 			})
 		})
 	}
-	seeds := clustertoken.NewReseeder(s.shared.tokens, func() []clustertoken.Seeder {
+	follow := clustertoken.NewSync(s.shared.tokens, func() []clustertoken.Follower {
 		srcs := s.tokenSources()
-		out := make([]clustertoken.Seeder, len(srcs))
+		out := make([]clustertoken.Follower, len(srcs))
 		for i, src := range srcs {
 			out[i] = src
 		}
 		return out
 	}, s.log)
-	wg.Go(func() { seeds.Run(ctx) })
+	wg.Go(func() { follow.Run(ctx) })
 	return func() {
 		cancel()
 		wg.Wait()

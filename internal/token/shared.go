@@ -187,6 +187,7 @@ func (s *Source) adoptShared(c Committed) (tok Token, err error, ok bool) {
 	case c.State == tokenstore.StateNeedsConsent && !s.resetShared:
 		s.final = &Error{Account: s.cfg.Account, Final: true, Description: c.LastError, Err: errSharedVerdict}
 		s.lastErr = s.final
+		s.verdictVer = c.Version
 		s.failures++
 		tok, err, ok = Token{}, s.final, true
 	case c.State == "" && !c.AccessToken.Empty() && c.AccessToken != s.tok.Access && c.AccessToken != s.rejected:
@@ -300,8 +301,44 @@ func (s *Source) lockedRequest(ctx context.Context, c Committed, sent time.Time)
 		s.refreshVer = next.RefreshVersion
 	}
 	s.resetShared, s.rejected = false, secret.String{}
+	s.verdictVer = base + 1 // the version that holds a verdict committed now
 	s.mu.Unlock()
-	return s.finish(g, err, rotated, sent)
+	return s.finishRotated(g, err, rotated, sent)
+}
+
+// SyncVerdict lifts a needs_consent verdict once the shared record has
+// moved on without it: an operator reset the account on another proxy and
+// that proxy's request succeeded. It calls Redis only while the Source is
+// in needs_consent, and reports whether it lifted the verdict.
+func (s *Source) SyncVerdict(ctx context.Context) (bool, error) {
+	s.mu.Lock()
+	held, since := s.cfg.Shared != nil && s.final != nil && s.inflight == nil, s.verdictVer
+	s.mu.Unlock()
+	if !held {
+		return false, nil
+	}
+	c, err := s.cfg.Shared.Load(ctx, s.cfg.Account)
+	if err != nil {
+		return false, fmt.Errorf("sync verdict of %s: %w", s.cfg.Account, err)
+	}
+	if c.Version <= since || c.Credential != s.credential || c.State == tokenstore.StateNeedsConsent {
+		return false, nil
+	}
+	s.mu.Lock()
+	if s.final == nil || s.verdictVer != since {
+		s.mu.Unlock()
+		return false, nil // changed meanwhile
+	}
+	s.final, s.lastErr, s.failures = nil, nil, 0
+	s.nextTry, s.holdUntil, s.breakerOpen = time.Time{}, time.Time{}, false
+	s.mu.Unlock()
+	s.adoptShared(c) // its token, when valid; else the next client requests one
+	s.mu.Lock()
+	e := s.entryLocked()
+	s.mu.Unlock()
+	s.put(e)
+	s.log.Info("needs_consent lifted: another proxy's request succeeded after an operator's reset")
+	return true, nil
 }
 
 // unshared is the request of a proxy that cannot reach the shared record:
@@ -321,5 +358,5 @@ func (s *Source) unshared(ctx context.Context, sent time.Time, cause error) (Tok
 		s.refreshVer++
 		s.mu.Unlock()
 	}
-	return s.finish(g, err, rotated, sent)
+	return s.finishRotated(g, err, rotated, sent)
 }

@@ -55,6 +55,7 @@ type Source struct {
 	// again; resetShared makes the next request ignore a needs_consent
 	// verdict committed there (an operator's Reset).
 	refreshVer  int64
+	verdictVer  int64 // version of the shared record that held final
 	rejected    secret.String
 	resetShared bool
 }
@@ -257,11 +258,17 @@ func (s *Source) run(f *flight, rt secret.String, sent time.Time) {
 		// inflight is still set, so no other request can use rt meanwhile.
 		rotated = secret.New(g.refresh)
 	}
+	tok, err := s.finishRotated(g, err, rotated, sent)
+	s.publish(f, tok, err)
+}
+
+// finishRotated is finish, then OnRotate after a rotation.
+func (s *Source) finishRotated(g grant, err error, rotated secret.String, sent time.Time) (Token, error) {
 	tok, err := s.finish(g, err, rotated, sent)
 	if !rotated.Empty() && s.cfg.OnRotate != nil {
 		s.cfg.OnRotate(rotated)
 	}
-	s.publish(f, tok, err)
+	return tok, err
 }
 
 // publish ends flight f with its outcome: logged, OnBlocked called on a
