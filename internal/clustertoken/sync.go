@@ -52,8 +52,9 @@ func NewSync(s *Shared, sources func() []Follower, log *slog.Logger) *Sync {
 	return &Sync{s: s, sources: sources, every: DefaultSyncEvery, log: log}
 }
 
-// Reseed seeds when Redis's epoch is not the one this proxy last seeded,
-// and returns how many records it wrote. Not safe for concurrent use.
+// Reseed seeds when Redis's epoch is not the one this proxy last seeded
+// (Redis came back empty, or this proxy starts), or when the last round
+// could not reach Redis, and returns how many records it wrote. Not safe for concurrent use.
 func (r *Sync) Reseed(ctx context.Context) (int, error) {
 	cctx, cancel := r.s.call(ctx)
 	fresh := newEpoch()
@@ -61,6 +62,10 @@ func (r *Sync) Reseed(ctx context.Context) (int, error) {
 	cur, err := r.s.r.Do(cctx, r.s.r.B().Set().Key(epochKey).Value(fresh).Nx().Get().Build()).ToString()
 	cancel()
 	if err != nil && !rueidis.IsRedisNil(err) {
+		// Unreachable: a proxy may renew on its own meanwhile (a rotation
+		// with the next version in its state file), so the first round
+		// that reaches Redis again seeds whatever the epoch.
+		r.seeded = ""
 		return 0, fmt.Errorf("token epoch: %w", err)
 	}
 	if rueidis.IsRedisNil(err) {
@@ -79,8 +84,8 @@ func (r *Sync) Reseed(ctx context.Context) (int, error) {
 			n++
 		}
 	}
-	if r.seeded != "" || n > 0 {
-		r.log.Warn("redis had lost shared token records: re-seeded them from this proxy's state file", "accounts", n)
+	if n > 0 {
+		r.log.Warn("shared token records were missing or older than this proxy's state file: re-seeded", "accounts", n)
 	}
 	r.seeded = cur
 	return n, nil
