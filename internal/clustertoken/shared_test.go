@@ -1,6 +1,9 @@
 package clustertoken_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,42 +20,48 @@ import (
 // time of a 1 h token (expiry − 10 min), so every round needs a new one.
 const renewal = 55 * time.Minute
 
-// TestShared_twoProxiesRequestOncePerRenewal: two proxies sharing Redis
-// make one token request per renewal time between them, whether they ask
-// at once or one after the other; on their own they make two.
-func TestShared_twoProxiesRequestOncePerRenewal(t *testing.T) {
+// TestShared_proxiesRequestOncePerRenewal: two or three proxies sharing
+// Redis make one token request per renewal time between them, each asking
+// twice at once; on their own they make one each.
+func TestShared_proxiesRequestOncePerRenewal(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
+		proxies  int
 		shared   bool
 		rotating bool
 		want     int64 // token requests over the rounds
 	}{
-		{"shared", true, false, rounds},
-		{"shared, rotating refresh tokens", true, true, rounds},
-		{"control: each proxy on its own", false, false, 2 * rounds},
+		{"two shared", 2, true, false, rounds},
+		{"two shared, rotating refresh tokens", 2, true, true, rounds},
+		{"three shared, rotating refresh tokens", 3, true, true, rounds},
+		{"control: two on their own", 2, false, false, 2 * rounds},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: tc.rotating})
-			p.SetRevokeOnReuse(true) // a rotated-away token used by either proxy kills the grant
+			p.SetRevokeOnReuse(true) // a rotated-away token used by any proxy kills the grant
 			p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-0"})
 			c := newClock()
-			var a, b proxy
+			var r *redistest.Server
 			if tc.shared {
-				r := startRedis(t)
-				a = newProxy(t, p, openShared(t, r.Addr, "a"), c, "ms", "rt-0")
-				b = newProxy(t, p, openShared(t, r.Addr, "b"), c, "ms", "rt-0")
-			} else {
-				a = newProxy(t, p, nil, c, "ms", "rt-0")
-				b = newProxy(t, p, nil, c, "ms", "rt-0")
+				r = startRedis(t)
+			}
+			var srcs []*token.Source
+			for i := range tc.proxies {
+				var sh token.Shared
+				if r != nil {
+					sh = openShared(t, r.Addr, fmt.Sprint("p", i))
+				}
+				srcs = append(srcs, newProxy(t, p, sh, c, "ms", "rt-0").src)
 			}
 			for round := range rounds {
 				c.Advance(renewal)
 				var wg sync.WaitGroup
-				toks := make([]token.Token, 4)
-				errs := make([]error, 4)
-				for i, src := range []*token.Source{a.src, b.src, a.src, b.src} {
+				calls := append(slices.Clone(srcs), srcs...)
+				toks := make([]token.Token, len(calls))
+				errs := make([]error, len(calls))
+				for i, src := range calls {
 					wg.Go(func() { toks[i], errs[i] = src.Token(t.Context()) })
 				}
 				wg.Wait()
@@ -60,9 +69,9 @@ func TestShared_twoProxiesRequestOncePerRenewal(t *testing.T) {
 					if err != nil {
 						t.Fatalf("round %d, call %d: %v", round, i, err)
 					}
-				}
-				if tc.shared && toks[0].Access != toks[1].Access {
-					t.Fatalf("round %d: the proxies hold different access tokens", round)
+					if tc.shared && toks[i].Access != toks[0].Access {
+						t.Fatalf("round %d: the proxies hold different access tokens", round)
+					}
 				}
 			}
 			if got := p.Stats().TokenRequests; got != tc.want {
@@ -287,5 +296,100 @@ func TestShared_redisDownRenewsLocallyAndReseedsLater(t *testing.T) {
 	}
 	if got.RefreshToken.Reveal() != p.RefreshToken("ms@example.com") {
 		t.Fatal("Redis does not hold the provider's current refresh token")
+	}
+}
+
+// scripted is a token.Shared whose lock never excludes anyone (as when a
+// lock expired under a slow holder) and whose Commit can be ordered.
+type scripted struct {
+	token.Shared
+	beforeLock   func()
+	aroundCommit func(commit func() (bool, error)) (bool, error)
+}
+
+func (s scripted) Lock(ctx context.Context, account string, ttl time.Duration) (func(), bool, error) {
+	s.beforeLock()
+	return func() {}, true, nil
+}
+
+func (s scripted) Commit(ctx context.Context, account string, base int64, c token.Committed) (bool, error) {
+	return s.aroundCommit(func() (bool, error) { return s.Shared.Commit(ctx, account, base, c) })
+}
+
+// TestShared_correctnessDoesNotRestOnTheLock: with a lock that excludes
+// no one, proxy a renews and rotates the refresh token; proxy b, which
+// read the record before a committed, presents the retired token, gets
+// invalid_grant and commits the verdict after a's commit. The
+// compare-and-set refuses b's stale commit and b takes a's token: the
+// account keeps working and Redis keeps the current refresh token.
+func TestShared_correctnessDoesNotRestOnTheLock(t *testing.T) {
+	t.Parallel()
+	p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: true})
+	p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-0"})
+	r := startRedis(t)
+	c := newClock()
+	shA, shB := openShared(t, r.Addr, "a"), openShared(t, r.Addr, "b")
+	bEntered, aCommitted := make(chan struct{}), make(chan struct{})
+	var bOnce, aOnce sync.Once
+	wait := func(ch chan struct{}) {
+		select {
+		case <-ch:
+		case <-t.Context().Done():
+		}
+	}
+	armed := false // set before the scripted round; read by the hooks after
+	a := newProxy(t, p, scripted{Shared: shA,
+		beforeLock: func() {},
+		aroundCommit: func(commit func() (bool, error)) (bool, error) {
+			if !armed {
+				return commit()
+			}
+			wait(bEntered) // b has read the stale record and failed
+			ok, err := commit()
+			aOnce.Do(func() { close(aCommitted) })
+			return ok, err
+		}}, c, "ms", "rt-0")
+	b := newProxy(t, p, scripted{Shared: shB,
+		beforeLock: func() {
+			if !armed {
+				return
+			}
+			for p.Stats().TokenRefreshes < 2 { // a's renewal (and rotation) went first
+				time.Sleep(5 * time.Millisecond)
+			}
+		},
+		aroundCommit: func(commit func() (bool, error)) (bool, error) {
+			if !armed {
+				return commit()
+			}
+			bOnce.Do(func() { close(bEntered) })
+			wait(aCommitted)
+			return commit()
+		}}, c, "ms", "rt-0")
+	for _, px := range []proxy{a, b} {
+		if _, err := px.src.Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed = true
+	c.Advance(renewal)
+	var wg sync.WaitGroup
+	var tokA, tokB token.Token
+	var errA, errB error
+	wg.Go(func() { tokA, errA = a.src.Token(t.Context()) })
+	wg.Go(func() { tokB, errB = b.src.Token(t.Context()) })
+	wg.Wait()
+	if errA != nil || errB != nil {
+		t.Fatalf("a: %v; b: %v", errA, errB)
+	}
+	if tokA.Access != tokB.Access {
+		t.Fatal("b did not take a's committed token")
+	}
+	got, err := shA.Load(t.Context(), "ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != "" || got.RefreshToken.Reveal() != p.RefreshToken("ms@example.com") {
+		t.Fatalf("record: state %q, current refresh token kept: %v", got.State, got.RefreshToken.Reveal() == p.RefreshToken("ms@example.com"))
 	}
 }
