@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,9 @@ func New(c *cluster.Client, o Options) (*Set, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Dir(o.VersionFile), 0o700); err != nil {
+		return nil, fmt.Errorf("cluster accounts: %w", err)
 	}
 	s := &Set{r: c.Redis(), timeout: c.Timeout(), o: o, log: o.Logger}
 	if b, err := os.ReadFile(o.VersionFile); err == nil {

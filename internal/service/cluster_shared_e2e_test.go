@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -219,4 +220,50 @@ func TestCluster_oneTokenRequestForTwoProxies(t *testing.T) {
 	if got := a.fp.Stats().TokenRequests - afterReset; got != 0 {
 		t.Fatalf("b made %d token requests after the lift, want 0", got)
 	}
+}
+
+// TestCluster_accountSetWhenRedisIsDownOrEmpty: while Redis is down an
+// admin edit is refused and changes nothing; Redis back empty is re-seeded
+// from the proxies' files at their version, and edits propagate again.
+func TestCluster_accountSetWhenRedisIsDownOrEmpty(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t, redistest.Options{})
+	a, b := clusterEnv(t, r.Addr), clusterEnv(t, r.Addr)
+	version, err := redistest.Do(r.Addr, "HGET", "xp:accounts", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(email string) (int, map[string]any) {
+		a.fp.AddAccount(fakeprovider.Account{Email: email, ClientID: "cid", ClientSecret: "csecret", RefreshToken: "rt-new"})
+		code, m, _ := a.call(t, "POST", "/admin/accounts", adminToken, map[string]any{"email": email, "provider": "gmail",
+			"client_id": "cid", "client_secret": "csecret", "refresh_token": "rt-new",
+			"oauth_token_url": a.fp.TokenURL(), "oauth_endpoint": a.fp.SMTPAddr()})
+		return code, m
+	}
+	before, err := os.ReadFile(filepath.Join(a.dir, "accounts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r.Stop()
+	if code, m := add("refused@example.com"); code == 200 {
+		t.Fatalf("edit with Redis down: %d %v", code, m)
+	}
+	after, err := os.ReadFile(filepath.Join(a.dir, "accounts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.svc.Registry().Find("refused@example.com") != nil || string(after) != string(before) {
+		t.Fatal("a refused edit changed the account set")
+	}
+
+	r.Restart() // empty: no persistence
+	within(t, 30*time.Second, "account set re-seeded", func() bool {
+		v, err := redistest.Do(r.Addr, "HGET", "xp:accounts", "v")
+		return err == nil && v == version
+	})
+	if code, m := add("after@example.com"); code != 200 {
+		t.Fatalf("edit after Redis is back: %d %v", code, m)
+	}
+	within(t, propagation, "edit after the re-seed on b", func() bool { return b.svc.Registry().Find("after@example.com") != nil })
 }
