@@ -35,17 +35,19 @@ type fileDoc struct {
 
 // fileEntry is one account in the file. Times are RFC 3339 in UTC.
 type fileEntry struct {
-	Credential     string    `json:"credential"`
-	Grant          string    `json:"grant,omitempty"`
-	RefreshToken   string    `json:"refresh_token,omitempty"`
-	RefreshVersion int64     `json:"refresh_version,omitempty"`
-	AccessToken    string    `json:"access_token,omitempty"`
-	Expiry         time.Time `json:"expiry,omitzero"`
-	Obtained       time.Time `json:"obtained,omitzero"`
-	State          string    `json:"state,omitempty"`
-	LastError      string    `json:"last_error,omitempty"`
-	LastUsed       time.Time `json:"last_used,omitzero"`
-	Updated        time.Time `json:"updated"`
+	Credential   string    `json:"credential"`
+	Grant        string    `json:"grant,omitempty"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	AccessToken  string    `json:"access_token,omitempty"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+	Obtained     time.Time `json:"obtained,omitzero"`
+	State        string    `json:"state,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastUsed     time.Time `json:"last_used,omitzero"`
+	Updated      time.Time `json:"updated"`
+
+	// RefreshVersion: Entry.RefreshVersion (cluster mode).
+	RefreshVersion int64 `json:"refresh_version,omitempty"`
 }
 
 // ErrVersion is wrapped by the error of a state file written in a format
@@ -100,19 +102,20 @@ func Parse(data []byte) (map[string]Entry, error) {
 				return nil, fmt.Errorf("account %q: a time is out of range", id)
 			}
 		}
-		out[id] = Entry{
-			Credential:     fe.Credential,
-			Grant:          fe.Grant,
-			RefreshToken:   secret.New(fe.RefreshToken),
-			RefreshVersion: fe.RefreshVersion,
-			AccessToken:    secret.New(fe.AccessToken),
-			Expiry:         fe.Expiry,
-			Obtained:       fe.Obtained,
-			State:          fe.State,
-			LastError:      fe.LastError,
-			LastUsed:       fe.LastUsed,
-			Updated:        fe.Updated,
+		e := Entry{
+			Credential:   fe.Credential,
+			Grant:        fe.Grant,
+			RefreshToken: secret.New(fe.RefreshToken),
+			AccessToken:  secret.New(fe.AccessToken),
+			Expiry:       fe.Expiry,
+			Obtained:     fe.Obtained,
+			State:        fe.State,
+			LastError:    fe.LastError,
+			LastUsed:     fe.LastUsed,
+			Updated:      fe.Updated,
 		}
+		e.RefreshVersion = fe.RefreshVersion
+		out[id] = e
 	}
 	return out, nil
 }
@@ -151,19 +154,20 @@ func checkToken(t string) error {
 func Encode(entries map[string]Entry) ([]byte, error) {
 	doc := fileDoc{Comment: fileComment, Version: formatVersion, Accounts: make(map[string]fileEntry, len(entries))}
 	for id, e := range entries {
-		doc.Accounts[id] = fileEntry{
-			Credential:     e.Credential,
-			Grant:          e.Grant,
-			RefreshToken:   e.RefreshToken.Reveal(),
-			RefreshVersion: e.RefreshVersion,
-			AccessToken:    e.AccessToken.Reveal(),
-			Expiry:         utc(e.Expiry),
-			Obtained:       utc(e.Obtained),
-			State:          e.State,
-			LastError:      e.LastError,
-			LastUsed:       utc(e.LastUsed),
-			Updated:        utc(e.Updated),
+		fe := fileEntry{
+			Credential:   e.Credential,
+			Grant:        e.Grant,
+			RefreshToken: e.RefreshToken.Reveal(),
+			AccessToken:  e.AccessToken.Reveal(),
+			Expiry:       utc(e.Expiry),
+			Obtained:     utc(e.Obtained),
+			State:        e.State,
+			LastError:    e.LastError,
+			LastUsed:     utc(e.LastUsed),
+			Updated:      utc(e.Updated),
 		}
+		fe.RefreshVersion = e.RefreshVersion
+		doc.Accounts[id] = fe
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
