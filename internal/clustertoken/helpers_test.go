@@ -1,6 +1,8 @@
 package clustertoken_test
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
@@ -72,6 +74,12 @@ type proxy struct {
 
 func newProxy(t *testing.T, p *fakeprovider.Provider, sh token.Shared, c *clock, id, rt string) proxy {
 	t.Helper()
+	return newProxyLog(t, p, sh, c, id, rt, nil)
+}
+
+// newProxyLog is newProxy with the token source logging to log.
+func newProxyLog(t *testing.T, p *fakeprovider.Provider, sh token.Shared, c *clock, id, rt string, log *slog.Logger) proxy {
+	t.Helper()
 	st, err := tokenstore.Open(tokenstore.Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +87,7 @@ func newProxy(t *testing.T, p *fakeprovider.Provider, sh token.Shared, c *clock,
 	t.Cleanup(func() { st.Close() })
 	cfg := token.Config{
 		Account: id, TokenURL: p.TokenURL(), ClientID: "cid", RefreshToken: secret.New(rt),
-		Store: st, Now: c.Now, HTTPClient: &http.Client{Transport: &http.Transport{}},
+		Store: st, Now: c.Now, HTTPClient: &http.Client{Transport: &http.Transport{}}, Logger: log,
 	}
 	if sh != nil { // a nil *Shared must stay a nil interface
 		cfg.Shared = sh
@@ -94,4 +102,22 @@ func newProxy(t *testing.T, p *fakeprovider.Provider, sh token.Shared, c *clock,
 func startRedis(t *testing.T) *redistest.Server {
 	t.Helper()
 	return redistest.Start(t, redistest.Options{})
+}
+
+// logBuffer collects log output from several goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

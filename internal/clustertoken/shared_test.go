@@ -3,6 +3,7 @@ package clustertoken_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -391,5 +392,53 @@ func TestShared_correctnessDoesNotRestOnTheLock(t *testing.T) {
 	}
 	if got.State != "" || got.RefreshToken.Reveal() != p.RefreshToken("ms@example.com") {
 		t.Fatalf("record: state %q, current refresh token kept: %v", got.State, got.RefreshToken.Reveal() == p.RefreshToken("ms@example.com"))
+	}
+}
+
+// TestShared_noSecretInLogs: renewals, rotations, a flush with its
+// re-seed and an outage of Redis, all logged at debug level, never print
+// an access or refresh token.
+func TestShared_noSecretInLogs(t *testing.T) {
+	t.Parallel()
+	p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: true})
+	p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-configured-secret"})
+	r := redistest.Start(t, redistest.Options{AppendOnly: true})
+	c := newClock()
+	var buf logBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	shA := openShared(t, r.Addr, "a")
+	a := newProxyLog(t, p, shA, c, "ms", "rt-configured-secret", log)
+	b := newProxyLog(t, p, openShared(t, r.Addr, "b"), c, "ms", "rt-configured-secret", log)
+	sync := clustertoken.NewSync(shA, func() []clustertoken.Follower { return []clustertoken.Follower{a.src} }, log)
+	var rts []string
+	for round := range 3 {
+		c.Advance(renewal)
+		for _, px := range []proxy{a, b} {
+			if _, err := px.src.Token(t.Context()); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		rts = append(rts, p.RefreshToken("ms@example.com"))
+		if _, err := redistest.Do(r.Addr, "FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sync.Reseed(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Stop()
+	c.Advance(renewal)
+	if _, err := a.src.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = sync.Reseed(t.Context())
+	out := buf.String()
+	if !strings.Contains(out, "rotated") {
+		t.Fatalf("nothing logged about rotation; the check would prove nothing:\n%s", out)
+	}
+	for _, s := range append(append(rts, "rt-configured-secret"), p.IssuedAccessTokens()...) {
+		if strings.Contains(out, s) {
+			t.Fatalf("a token appears in the log")
+		}
 	}
 }
