@@ -21,8 +21,9 @@
 // flushed) from the newest refresh token any proxy holds in its state
 // file: it notices the loss by a marker key and asks every token source
 // to Seed, a compare-and-set that only writes a missing or older version.
-// It also lifts a needs_consent verdict that another proxy's reset and
-// successful request cleared from the record.
+// It also writes a rotation a proxy made on its own while Redis did not
+// answer, as soon as Redis answers, and lifts a needs_consent verdict
+// that another proxy's reset and successful request cleared.
 //
 // All types are safe for concurrent use; every call is bounded by the
 // cluster client's timeout.

@@ -2,11 +2,13 @@ package clustertoken_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,5 +442,62 @@ func TestShared_noSecretInLogs(t *testing.T) {
 		if strings.Contains(out, s) {
 			t.Fatalf("a token appears in the log")
 		}
+	}
+}
+
+// failing is a token.Shared that does not answer while down is set (a
+// short outage, or a network blip).
+type failing struct {
+	token.Shared
+	down *atomic.Bool
+}
+
+func (f failing) Load(ctx context.Context, account string) (token.Committed, error) {
+	if f.down.Load() {
+		return token.Committed{}, errors.New("redis did not answer")
+	}
+	return f.Shared.Load(ctx, account)
+}
+
+// TestShared_rotationDuringABlipReachesRedis: a renewal that could not
+// reach Redis rotates the refresh token on this proxy alone; Sync's next
+// round writes it to Redis (the epoch never changed), so another proxy
+// renews with the current token, not the retired one.
+func TestShared_rotationDuringABlipReachesRedis(t *testing.T) {
+	t.Parallel()
+	p := startProvider(t, fakeprovider.Options{RotateRefreshTokens: true})
+	p.SetRevokeOnReuse(true)
+	p.AddAccount(fakeprovider.Account{Email: "ms@example.com", ClientID: "cid", RefreshToken: "rt-0"})
+	r := startRedis(t)
+	c := newClock()
+	var down atomic.Bool
+	shA := openShared(t, r.Addr, "a")
+	a := newProxy(t, p, failing{Shared: shA, down: &down}, c, "ms", "rt-0")
+	b := newProxy(t, p, openShared(t, r.Addr, "b"), c, "ms", "rt-0")
+	sync := clustertoken.NewSync(shA, func() []clustertoken.Follower { return []clustertoken.Follower{a.src} }, nil)
+	if _, err := a.src.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sync.Reseed(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	c.Advance(renewal)
+	if _, err := a.src.Token(t.Context()); err != nil {
+		t.Fatalf("renewal during the blip: %v", err)
+	}
+	down.Store(false)
+	if n, err := sync.Follow(t.Context()); err != nil || n != 1 {
+		t.Fatalf("follow after the blip: %d, %v; want the rotation written", n, err)
+	}
+	if _, err := b.src.Token(t.Context()); err != nil {
+		t.Fatalf("proxy b after the blip: %v", err)
+	}
+	got, err := shA.Load(t.Context(), "ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RefreshToken.Reveal() != p.RefreshToken("ms@example.com") {
+		t.Fatal("Redis does not hold the provider's current refresh token")
 	}
 }

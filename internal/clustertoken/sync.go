@@ -13,11 +13,11 @@ import (
 
 // Follower is a token source kept in step with the shared records
 // (*token.Source): SeedShared writes its refresh token to an emptied
-// record; SyncVerdict lifts a needs_consent verdict the record no longer
-// holds.
+// record; FollowShared writes a rotation made while Redis did not answer,
+// and lifts a needs_consent verdict the record no longer holds.
 type Follower interface {
 	SeedShared(ctx context.Context) (bool, error)
-	SyncVerdict(ctx context.Context) (bool, error)
+	FollowShared(ctx context.Context) (bool, error)
 }
 
 // epochKey names the current life of the shared token records. It is
@@ -33,8 +33,9 @@ const DefaultSyncEvery = 500 * time.Millisecond
 // records from the sources once per Redis epoch (at start, and whenever
 // Redis comes back empty; a source seeds only what Redis lacks or holds
 // in an older version, Shared.Seed, so proxies seeding at once do no
-// harm), and lifts the needs_consent verdicts that another proxy's reset
-// cleared.
+// harm); it writes the rotations a source made on its own while Redis did
+// not answer, and lifts the needs_consent verdicts that another proxy's
+// reset cleared.
 type Sync struct {
 	s       *Shared
 	sources func() []Follower
@@ -91,13 +92,14 @@ func (r *Sync) Reseed(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Verdicts lifts the needs_consent verdicts the shared records no longer
-// hold, and returns how many. It asks Redis only for sources in
-// needs_consent.
-func (r *Sync) Verdicts(ctx context.Context) (int, error) {
+// Follow writes the rotations made while Redis did not answer and lifts
+// the needs_consent verdicts the shared records no longer hold
+// (Follower.FollowShared), and returns how many sources changed. It asks
+// Redis only for sources in one of those cases.
+func (r *Sync) Follow(ctx context.Context) (int, error) {
 	n := 0
 	for _, src := range r.sources() {
-		ok, err := src.SyncVerdict(ctx)
+		ok, err := src.FollowShared(ctx)
 		if err != nil {
 			return n, err
 		}
@@ -108,7 +110,7 @@ func (r *Sync) Verdicts(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Run re-seeds and lifts verdicts every interval until ctx ends.
+// Run re-seeds and follows every interval until ctx ends.
 func (r *Sync) Run(ctx context.Context) {
 	t := time.NewTicker(r.every)
 	defer t.Stop()
@@ -116,8 +118,8 @@ func (r *Sync) Run(ctx context.Context) {
 		if _, err := r.Reseed(ctx); err != nil && ctx.Err() == nil {
 			r.log.Debug("token re-seed check failed", "err", err)
 		}
-		if _, err := r.Verdicts(ctx); err != nil && ctx.Err() == nil {
-			r.log.Debug("token verdict sync failed", "err", err)
+		if _, err := r.Follow(ctx); err != nil && ctx.Err() == nil {
+			r.log.Debug("token follow-up failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

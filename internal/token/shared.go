@@ -125,6 +125,9 @@ func (s *Source) loadShared(ctx context.Context) (Committed, error) {
 		if err != nil {
 			return c, err
 		}
+		s.mu.Lock()
+		s.seedPending = false
+		s.mu.Unlock()
 		if ok {
 			s.log.Warn("shared token record was missing or older than this proxy's: re-seeded it from the state file",
 				"refresh_version", mine.RefreshVersion)
@@ -306,11 +309,34 @@ func (s *Source) lockedRequest(ctx context.Context, c Committed, sent time.Time)
 	return s.finishRotated(g, err, rotated, sent)
 }
 
-// SyncVerdict lifts a needs_consent verdict once the shared record has
-// moved on without it: an operator reset the account on another proxy and
-// that proxy's request succeeded. It calls Redis only while the Source is
-// in needs_consent, and reports whether it lifted the verdict.
-func (s *Source) SyncVerdict(ctx context.Context) (bool, error) {
+// FollowShared brings the shared record and this Source in step where
+// they drift apart without a request: a refresh token rotated on this
+// proxy while Redis did not answer is written to the record (Seed) as
+// soon as Redis answers; a needs_consent verdict is lifted once the record
+// has moved on without it (an operator reset the account on another proxy
+// and that proxy's request succeeded). It calls Redis only in those two
+// cases, and reports whether it changed anything.
+func (s *Source) FollowShared(ctx context.Context) (bool, error) {
+	s.mu.Lock()
+	pending := s.cfg.Shared != nil && s.seedPending
+	s.mu.Unlock()
+	if pending {
+		ok, err := s.SeedShared(ctx)
+		if err != nil {
+			return false, err
+		}
+		s.mu.Lock()
+		s.seedPending = false
+		s.mu.Unlock()
+		if ok {
+			return true, nil
+		}
+	}
+	return s.liftVerdict(ctx)
+}
+
+// liftVerdict is FollowShared's second case.
+func (s *Source) liftVerdict(ctx context.Context) (bool, error) {
 	s.mu.Lock()
 	held, since := s.cfg.Shared != nil && s.final != nil && s.inflight == nil, s.verdictVer
 	s.mu.Unlock()
@@ -356,6 +382,7 @@ func (s *Source) unshared(ctx context.Context, sent time.Time, cause error) (Tok
 		rotated = secret.New(g.refresh)
 		s.mu.Lock()
 		s.refreshVer++
+		s.seedPending = true
 		s.mu.Unlock()
 	}
 	return s.finishRotated(g, err, rotated, sent)

@@ -56,6 +56,7 @@ type Source struct {
 	// verdict committed there (an operator's Reset).
 	refreshVer  int64
 	verdictVer  int64 // version of the shared record that held final
+	seedPending bool  // a rotation made while Redis did not answer is not in the record yet
 	rejected    secret.String
 	resetShared bool
 }
