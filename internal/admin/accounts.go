@@ -82,13 +82,23 @@ func (a *API) edit(g given, fn func(*config.AccountsFile) error) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	snap := a.b.Snapshot()
-	if err := config.EditAccounts(snap.AccountsPath, snap.ConfigPath, a.guarded(snap, g, fn)); err != nil {
+	if err := a.editFile(snap, a.guarded(snap, g, fn)); err != nil {
 		return err
 	}
 	if err := a.b.Reload(); err != nil {
 		return fmt.Errorf("saved, but reload failed: %w", err)
 	}
 	return nil
+}
+
+// editFile applies fn to accounts.json: through the backend when it is an
+// AccountsEditor (cluster mode: the cluster's account set), else with
+// config.EditAccounts.
+func (a *API) editFile(snap *config.Snapshot, fn func(*config.AccountsFile) error) error {
+	if ed, ok := a.b.(AccountsEditor); ok {
+		return ed.EditAccounts(snap, fn)
+	}
+	return config.EditAccounts(snap.AccountsPath, snap.ConfigPath, fn)
 }
 
 // guarded wraps an edit of accounts.json: the accounts before and after
@@ -286,7 +296,7 @@ func (a *API) saveBatch(list []newAccount, idx []int) []error {
 		for j, k := range ks {
 			batch[j] = &list[idx[k]]
 		}
-		return config.EditAccounts(snap.AccountsPath, snap.ConfigPath, a.guarded(snap, gives(batch...), func(f *config.AccountsFile) error {
+		return a.editFile(snap, a.guarded(snap, gives(batch...), func(f *config.AccountsFile) error {
 			for _, n := range batch {
 				if err := upsert(f, n); err != nil {
 					return err

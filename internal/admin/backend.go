@@ -32,6 +32,14 @@ type Backend interface {
 	Budget(a *account.Account) (quota.Status, bool)
 }
 
+// AccountsEditor is a Backend that applies the API's edits of
+// accounts.json itself: in cluster mode the service commits them to the
+// cluster's account set (package clusteraccounts). The edit must be applied
+// as config.EditAccounts does: validated, atomic, nothing changed on error.
+type AccountsEditor interface {
+	EditAccounts(snap *config.Snapshot, edit func(*config.AccountsFile) error) error
+}
+
 // TokenStatus is an account's token state as shown by the API.
 type TokenStatus struct {
 	State       string    `json:"state"` // ok, refreshing, retrying, needs_consent, disabled, none

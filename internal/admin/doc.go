@@ -13,6 +13,8 @@
 // already go, unless it gives them itself (redirect.go).
 //
 // Writes go through config.EditAccounts (validated by the start-up loader,
-// atomic, locked), then Backend.Reload applies them live. The package
+// atomic, locked), or the Backend's own EditAccounts when it is an
+// AccountsEditor (cluster mode: the cluster's account set), then
+// Backend.Reload applies them live. The package
 // declares the Backend it needs; the service implements it.
 package admin

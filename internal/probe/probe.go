@@ -46,8 +46,12 @@ func Open(o Options) (*Probe, error) {
 	return &Probe{svc: svc}, nil
 }
 
-// Close QUITs the upstream session Send opened.
-func (p *Probe) Close() { p.svc.Reg.Close() }
+// Close QUITs the upstream session Send opened and closes the Redis
+// client of cluster mode.
+func (p *Probe) Close() {
+	p.svc.Reg.Close()
+	p.svc.Close() // cluster mode: the Redis client
+}
 
 // Snapshot is the configuration loaded.
 func (p *Probe) Snapshot() *config.Snapshot { return p.svc.Snapshot() }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/account"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/cluster"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/config"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/quota"
 )
 
@@ -25,9 +26,26 @@ type clusterRuntime struct {
 // otherwise. A Redis that evicts keys, or that cannot be reached at
 // start, stops the start (later outages run on local shares).
 func (s *Service) openCluster(local *quota.Book) (quota.Budget, error) {
-	c := s.Snap.Global.Cluster
-	if !c.Enabled {
+	if !s.Snap.Global.Cluster.Enabled {
 		return local, nil
+	}
+	cl, err := s.clusterClient(s.Snap.Global.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	// The local book, saved to budgets.json, becomes this proxy's own
+	// counts: what it adds back to a Redis that lost its data.
+	s.cluster.budget = cl.NewBudget(s.Snap.Global.Listener.DataTimeout+5*time.Minute, local)
+	s.log.Info("cluster mode: caps, budgets and cool-downs shared through redis", "node", cl.Node(), "live_proxies", cl.Live())
+	return s.cluster.budget, nil
+}
+
+// clusterClient is the proxy's one Redis client (and so its one node in
+// the heartbeat's count of live proxies), opened by the first of its users:
+// the shared account set and tokens (shared.go), then caps and budgets.
+func (s *Service) clusterClient(c config.Cluster) (*cluster.Client, error) {
+	if s.cluster.client != nil {
+		return s.cluster.client, nil
 	}
 	node := c.NodeName
 	if node == "" {
@@ -42,11 +60,7 @@ func (s *Service) openCluster(local *quota.Book) (quota.Budget, error) {
 		return nil, fmt.Errorf("cluster mode: %w", err)
 	}
 	s.cluster.client = cl
-	// The local book, saved to budgets.json, becomes this proxy's own
-	// counts: what it adds back to a Redis that lost its data.
-	s.cluster.budget = cl.NewBudget(s.Snap.Global.Listener.DataTimeout+5*time.Minute, local)
-	s.log.Info("cluster mode: caps, budgets and cool-downs shared through redis", "node", cl.Node(), "live_proxies", cl.Live())
-	return s.cluster.budget, nil
+	return cl, nil
 }
 
 // clusterSlots is the session slot gate in cluster mode, nil otherwise.

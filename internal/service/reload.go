@@ -19,6 +19,9 @@ import (
 // must authenticate again. Global settings other than the accounts' apply
 // at the next restart.
 func (s *Service) Reload() error {
+	// Cluster mode: a local edit is shared first; if another proxy's
+	// newer account set replaced it instead, that is what loads.
+	s.publishAccounts() // shared.go
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	snap, warns, err := config.Load(s.opts.Load)

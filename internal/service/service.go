@@ -92,6 +92,9 @@ type Service struct {
 	localIPs map[netip.Addr]bool
 	// tokens is the token state file and background renewal (tokens.go).
 	tokens tokenRuntime
+	// shared is the Redis state of cluster mode (shared.go); nil when
+	// global.cluster is off.
+	shared *sharedState
 	// tokenTransport is the token endpoints' transport when New made it
 	// (no Options.HTTPClient); Run closes its idle connections last.
 	tokenTransport *http.Transport
@@ -181,12 +184,23 @@ func New(opts Options) (*Service, error) {
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient, s.tokenTransport = tokenHTTPClient(snap.Global.HTTPPool)
 	}
-	s.initMetrics() // metrics.go: before the accounts, whose session opening counts logins
+	// Metrics before the cluster client and the accounts, which count
+	// into them (logins at session opening).
+	s.initMetrics()                                  // metrics.go
+	if snap, err = s.joinCluster(snap); err != nil { // shared.go
+		return nil, err
+	}
+	s.Snap = snap
+	built := false // New succeeded: the cluster client stays open
+	defer func() {
+		if !built {
+			s.closeShared()
+		}
+	}()
 	if g := snap.Global.SMTP; g.UseSourceIPBinding && g.ValidateSourceIP {
 		s.localIPs = localAddrs(log)
 	}
 	build := s.buildAccount
-	built := false          // New succeeded (cluster.go's client stays open)
 	var budget quota.Budget // nil in dry-run: no budgets
 	if opts.DryRun {
 		build = dryRunAccount
@@ -418,7 +432,9 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	stopTokens := s.startTokens()     // tokens.go: background renewal, pre-warm, state file
+	stopTokens := s.startTokens() // tokens.go: background renewal, pre-warm, state file
+	stopShared := s.startShared() // shared.go: the cluster's account set and token re-seeding
+	defer s.closeShared()
 	stopFeedback := s.startFeedback() // feedback.go: bounce collector and webhook
 	<-ctx.Done()
 	stopFeedback()
@@ -430,6 +446,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cancelSrv()
 	close(sweepDone)
 	wg.Wait()
+	stopShared()
 	stopTokens() // after the clients: their token requests end, rotations are saved
 	s.Reg.Close()
 	s.closeCluster() // cluster.go: after the sessions gave their slots back

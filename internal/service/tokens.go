@@ -46,6 +46,7 @@ func (s *Service) tokenSource(c *config.Account, g config.Global, onBlocked func
 	}
 	cfg := tokenConfig(c, g)
 	cfg.Store, cfg.HTTPClient, cfg.Logger, cfg.OnBlocked = store, s.opts.HTTPClient, s.log, onBlocked
+	cfg.Shared = s.sharedTokens() // shared.go: nil outside cluster mode
 	return token.NewSource(cfg)
 }
 

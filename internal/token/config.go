@@ -114,6 +114,12 @@ type Config struct {
 	// Store persists rotated refresh tokens, access tokens and a
 	// needs_consent verdict across restarts. Nil means nothing persists.
 	Store Store
+	// Shared, when set, is the token state this account shares with the
+	// other proxies of a cluster (package clustertoken; shared.go): the
+	// one access token, the rotated refresh token with its version, the
+	// needs_consent verdict. Store then keeps the local copy that re-seeds
+	// an emptied Redis. Nil means a proxy on its own.
+	Shared Shared
 	// HTTPClient sends the requests. Nil means a client private to this
 	// Source that does not follow redirects. A client supplied here is used
 	// as is; it should not follow redirects either, since a 307/308 would

@@ -74,6 +74,24 @@
 // refresh token as long as the client id and configured refresh token are
 // unchanged, the access token and verdict only if no grant setting changed.
 //
+// # Cluster mode
+//
+// With Config.Shared (package clustertoken: Redis) the proxies of a
+// cluster share each account's token state (shared.go). A request first
+// reads the committed record: a valid access token other than its own, a
+// newer rotated refresh token or a needs_consent verdict there is taken
+// without a request. Otherwise the Source takes the cluster's lock for the
+// account, reads the record again, makes the request and commits the
+// outcome with a compare-and-set on the record's version; a Source that
+// lost the race takes the committed result. A rotated refresh token is
+// committed to Redis with its version, then saved to the Store (PutSync),
+// before the new access token is handed out. The Store keeps the newest
+// refresh token seen with its version (tokenstore.Entry.RefreshVersion),
+// and a record that is missing or older is re-seeded from it (Seed;
+// clustertoken.Reseeder does it for every account when Redis comes back
+// empty). When Redis does not answer, the Source renews on its own as
+// outside a cluster and re-seeds Redis later.
+//
 // Concurrency: a Source is safe for concurrent use. Each request runs in a
 // short-lived goroutine that ends within Config.Timeout (plus the time a
 // rotation takes to save), so a caller whose context ends can stop waiting

@@ -50,6 +50,16 @@ type Source struct {
 	hist        history       // the last token requests (history.go)
 	lastUsed    time.Time     // last Token or Refresh call
 	usedSaved   time.Time     // lastUsed as last given to the Store
+	// Cluster mode (Config.Shared, shared.go): refreshVer is the version
+	// of the shared record that committed refresh; rejected is an access
+	// token the upstream refused, never adopted from the shared record
+	// again; resetShared makes the next request ignore a needs_consent
+	// verdict committed there (an operator's Reset).
+	refreshVer  int64
+	verdictVer  int64 // version of the shared record that held final
+	seedPending bool  // a rotation made while Redis did not answer is not in the record yet
+	rejected    secret.String
+	resetShared bool
 }
 
 // flight is one token request shared by every caller that waits for it.
@@ -140,6 +150,7 @@ func (s *Source) Refresh(ctx context.Context, stale secret.String) (Token, error
 	if s.inflight == nil && s.tok.Access == stale {
 		// The upstream rejected it; nobody should get it again.
 		s.tok, s.hardAt, s.renewAt = Token{}, time.Time{}, time.Time{}
+		s.rejected = stale
 	}
 	f, err := s.flightLocked(ctx, now)
 	s.mu.Unlock()
@@ -231,6 +242,10 @@ func (s *Source) late(f *flight, err error) (Token, error) {
 // run performs flight f with the refresh token rt, started at sent, and
 // publishes the outcome. It is the only writer of s.refresh after NewSource.
 func (s *Source) run(f *flight, rt secret.String, sent time.Time) {
+	if s.cfg.Shared != nil {
+		s.runShared(f, sent) // shared.go: the cluster's one token
+		return
+	}
 	defer f.cancel()
 	var g grant
 	err := s.saveRotation() // a rotation not yet durable must be before rt is sent again
@@ -245,10 +260,22 @@ func (s *Source) run(f *flight, rt secret.String, sent time.Time) {
 		// inflight is still set, so no other request can use rt meanwhile.
 		rotated = secret.New(g.refresh)
 	}
+	tok, err := s.finishRotated(g, err, rotated, sent)
+	s.publish(f, tok, err)
+}
+
+// finishRotated is finish, then OnRotate after a rotation.
+func (s *Source) finishRotated(g grant, err error, rotated secret.String, sent time.Time) (Token, error) {
 	tok, err := s.finish(g, err, rotated, sent)
 	if !rotated.Empty() && s.cfg.OnRotate != nil {
 		s.cfg.OnRotate(rotated)
 	}
+	return tok, err
+}
+
+// publish ends flight f with its outcome: logged, OnBlocked called on a
+// verdict, and handed to the callers waiting.
+func (s *Source) publish(f *flight, tok Token, err error) {
 	if err != nil {
 		final := errors.Is(err, ErrFinal)
 		s.log.Warn("token request failed", "err", err, "final", final)

@@ -93,6 +93,7 @@ func (s *Source) Reset() {
 	s.mu.Lock()
 	s.final, s.lastErr, s.failures = nil, nil, 0
 	s.nextTry, s.holdUntil, s.breakerOpen = time.Time{}, time.Time{}, false
+	s.resetShared = s.cfg.Shared != nil
 	e := s.entryLocked()
 	s.mu.Unlock()
 	s.log.Info("token state reset by an operator")
@@ -190,7 +191,7 @@ func (s *Source) finish(g grant, err error, rotated secret.String, sent time.Tim
 	if !rotated.Empty() {
 		s.mu.Lock()
 		e := s.entryLocked()
-		e.RefreshToken = rotated
+		e.RefreshToken, e.RefreshVersion = rotated, s.refreshVer
 		if err == nil {
 			e.AccessToken, e.Expiry, e.Obtained = tok.Access, tok.Expiry, sent
 		}
@@ -371,7 +372,7 @@ func (s *Source) adoptStoredLocked() {
 func (s *Source) entryLocked() tokenstore.Entry {
 	e := tokenstore.Entry{Credential: s.credential, Grant: s.grantPrint, LastUsed: s.lastUsed}
 	if s.refresh != s.cfg.RefreshToken {
-		e.RefreshToken = s.refresh
+		e.RefreshToken, e.RefreshVersion = s.refresh, s.refreshVer
 	}
 	if !s.tok.Access.Empty() {
 		e.AccessToken, e.Expiry, e.Obtained = s.tok.Access, s.tok.Expiry, s.obtained
@@ -406,7 +407,7 @@ func (s *Source) load() {
 		return
 	}
 	if !e.RefreshToken.Empty() && s.cfg.AuthType == AuthRefreshToken {
-		s.refresh = e.RefreshToken
+		s.refresh, s.refreshVer = e.RefreshToken, e.RefreshVersion
 	}
 	s.lastUsed, s.usedSaved = e.LastUsed, e.LastUsed
 	if e.Grant != s.grantPrint {

@@ -45,6 +45,9 @@ type fileEntry struct {
 	LastError    string    `json:"last_error,omitempty"`
 	LastUsed     time.Time `json:"last_used,omitzero"`
 	Updated      time.Time `json:"updated"`
+
+	// RefreshVersion: Entry.RefreshVersion (cluster mode).
+	RefreshVersion int64 `json:"refresh_version,omitempty"`
 }
 
 // ErrVersion is wrapped by the error of a state file written in a format
@@ -99,7 +102,7 @@ func Parse(data []byte) (map[string]Entry, error) {
 				return nil, fmt.Errorf("account %q: a time is out of range", id)
 			}
 		}
-		out[id] = Entry{
+		e := Entry{
 			Credential:   fe.Credential,
 			Grant:        fe.Grant,
 			RefreshToken: secret.New(fe.RefreshToken),
@@ -111,6 +114,8 @@ func Parse(data []byte) (map[string]Entry, error) {
 			LastUsed:     fe.LastUsed,
 			Updated:      fe.Updated,
 		}
+		e.RefreshVersion = fe.RefreshVersion
+		out[id] = e
 	}
 	return out, nil
 }
@@ -149,7 +154,7 @@ func checkToken(t string) error {
 func Encode(entries map[string]Entry) ([]byte, error) {
 	doc := fileDoc{Comment: fileComment, Version: formatVersion, Accounts: make(map[string]fileEntry, len(entries))}
 	for id, e := range entries {
-		doc.Accounts[id] = fileEntry{
+		fe := fileEntry{
 			Credential:   e.Credential,
 			Grant:        e.Grant,
 			RefreshToken: e.RefreshToken.Reveal(),
@@ -161,6 +166,8 @@ func Encode(entries map[string]Entry) ([]byte, error) {
 			LastUsed:     utc(e.LastUsed),
 			Updated:      utc(e.Updated),
 		}
+		fe.RefreshVersion = e.RefreshVersion
+		doc.Accounts[id] = fe
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

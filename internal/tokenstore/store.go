@@ -45,6 +45,11 @@ type Entry struct {
 	// RefreshToken is the current refresh token when the provider rotated
 	// it; empty while the configured one is still current.
 	RefreshToken secret.String
+	// RefreshVersion is, in cluster mode, the version of the shared token
+	// record (Redis) that committed RefreshToken; 0 outside cluster mode.
+	// It lets an emptied Redis be re-seeded from the newest copy any
+	// proxy holds (docs/CLUSTER.md: Tokens and the account set).
+	RefreshVersion int64
 	// AccessToken is the last access token, valid until Expiry; empty when
 	// none. Obtained is when it was requested.
 	AccessToken secret.String
