@@ -179,6 +179,9 @@ const (
 	nodesKey = "xp:{nodes}"
 	epochKey = "xp:{nodes}:epoch"
 	graceKey = "xp:{nodes}:grace"
+	// nodeInfoKey holds, by Node, what each proxy reported at its last
+	// heartbeat ("<session slots held> <unix ms>"), for the console.
+	nodeInfoKey = "xp:{nodes}:info"
 )
 
 // failed records a failed call: a network or timeout error takes the
@@ -268,6 +271,9 @@ func (c *Client) beat(ctx context.Context) error {
 	if e, _ := r[1].ToString(); e != "" && !c.cfg.RedisCluster {
 		c.sawEpoch(e)
 	}
+	// Best effort, for the console's list of proxies only.
+	_ = c.r.Do(ctx, c.r.B().Hset().Key(nodeInfoKey).FieldValue().
+		FieldValue(c.node, fmt.Sprintf("%d %d", c.Held(), time.Now().UnixMilli())).Build()).Error()
 	c.live.Store(n)
 	c.m.live.Set(float64(n))
 	if !c.up.Swap(true) {
@@ -291,6 +297,7 @@ func (c *Client) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			bye, cancel := context.WithTimeout(context.Background(), c.timeout)
 			_ = c.r.Do(bye, c.r.B().Zrem().Key(nodesKey).Member(c.node).Build()).Error()
+			_ = c.r.Do(bye, c.r.B().Hdel().Key(nodeInfoKey).Field(c.node).Build()).Error()
 			cancel()
 			return
 		case <-t.C:

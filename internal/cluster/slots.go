@@ -149,6 +149,9 @@ func (c *Client) Slots() account.SlotGate { return c.slots }
 
 // Held is the number of session slots this proxy holds now.
 func (c *Client) Held() int {
+	if c.slots == nil {
+		return 0 // Open's first heartbeat comes before the slots
+	}
 	c.slots.mu.Lock()
 	defer c.slots.mu.Unlock()
 	n := 0

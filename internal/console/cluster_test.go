@@ -12,6 +12,7 @@ import (
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/admin"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/console"
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/redistest"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
 )
 
@@ -76,5 +77,28 @@ func TestClusterAndCSVUpload(t *testing.T) {
 	code, _, body := c.do("POST", "/onboarding", url.Values{"csrf": {tok}, "accounts": {"\n# none\n"}}, nil)
 	if code != http.StatusBadRequest || !strings.Contains(body, "no account given") || len(ob.Invitations()) != 2 {
 		t.Errorf("empty list: %d", code)
+	}
+}
+
+// TestClusterPage_realRedis: in cluster mode the console's Cluster page
+// lists the proxies sharing one Redis, from their heartbeats, each with
+// the session slots it holds.
+func TestClusterPage_realRedis(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t, redistest.Options{})
+	a := startProxy(t, proxyOptions{n: 2, redis: rs.Addr})
+	startProxy(t, proxyOptions{n: 2, redis: rs.Addr})
+	c := a.client(t)
+	c.signIn()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := c.get("/cluster")
+		if code == 200 && strings.Contains(body, "Redis up; 2 live proxies") && strings.Count(body, "#") >= 2 && strings.Contains(body, "this proxy") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/cluster %d: %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -48,7 +48,9 @@ type proxyOptions struct {
 	// publicOnboarding configures the proxy's own onboarding listener
 	// (the "onboarding" block), whose invitations the console then shows.
 	publicOnboarding bool
-	cluster          console.Cluster // nil: none
+	// redis puts the proxy in cluster mode on this Redis (host:port).
+	redis   string
+	cluster console.Cluster // nil: none
 }
 
 // email and id of account i, and its SMTP password.
@@ -99,6 +101,9 @@ func startProxy(t testing.TB, o proxyOptions) *proxy {
 		}
 	}
 	cfg := map[string]any{"global": map[string]any{"smtp": map[string]any{"server_hostname": "proxy.test", "upstream_ca_file": ca}}}
+	if o.redis != "" {
+		cfg["global"].(map[string]any)["cluster"] = map[string]any{"redis_url": "redis://" + o.redis}
+	}
 	if o.publicOnboarding {
 		cfg["onboarding"] = map[string]any{"listen": "127.0.0.1:0", "public_url": "http://127.0.0.1:8443"}
 	}

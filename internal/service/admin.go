@@ -98,7 +98,11 @@ func (s *Service) startAdmin() (func(), error) {
 	if invites == nil && s.onboard != nil {
 		invites = consoleInvitations{s.onboard} // console.go
 	}
-	handler := console.New(console.Options{API: api, Backend: s, Onboarding: invites, Cluster: o.Cluster, Logger: s.log})
+	clusterPage := o.Cluster
+	if clusterPage == nil && s.cluster.client != nil {
+		clusterPage = consoleCluster{s.cluster.client} // console.go
+	}
+	handler := console.New(console.Options{API: api, Backend: s, Onboarding: invites, Cluster: clusterPage, Logger: s.log})
 	hs := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"strconv"
 	"time"
 
+	"github.com/xoauth2-proxy/xoauth2-proxy/internal/cluster"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/console"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/onboarding"
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/secret"
@@ -81,4 +83,33 @@ func invitationView(inv onboarding.Invitation) console.InvitationView {
 		State: string(inv.State), Reason: inv.Reason,
 		CreatedAt: inv.CreatedAt, UpdatedAt: inv.UpdatedAt, ExpiresAt: inv.ExpiresAt,
 	}
+}
+
+// consoleCluster is the console's Cluster page in cluster mode: the live
+// proxies from their heartbeats, and whether Redis answers.
+type consoleCluster struct{ c *cluster.Client }
+
+func (c consoleCluster) Proxies() []console.ProxyView {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ps, err := c.c.Proxies(ctx)
+	if err != nil {
+		return nil // StoreState says why
+	}
+	out := make([]console.ProxyView, len(ps))
+	for i, p := range ps {
+		addr := ""
+		if p.Node == c.c.Node() {
+			addr = "this proxy"
+		}
+		out[i] = console.ProxyView{ID: p.Node, Addr: addr, LastSeen: p.LastSeen, Leases: p.SessionsHeld}
+	}
+	return out
+}
+
+func (c consoleCluster) StoreState() string {
+	if !c.c.Up() {
+		return "Redis unreachable: this proxy runs on its local share of each cap and budget"
+	}
+	return "Redis up; " + strconv.Itoa(c.c.Live()) + " live proxies"
 }

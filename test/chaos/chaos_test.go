@@ -29,6 +29,7 @@ const (
 	budget      = 100 // messages_per_day, per account
 	perMinute   = 60  // messages_per_minute, per account: binding all along
 	password    = "chaos-pw"
+	tokenTTL    = 20 * time.Second // renewed about tokenTTL/2 before it expires
 )
 
 // proxy is one xoauth2-proxy serve process.
@@ -52,7 +53,14 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp, err := fakeprovider.Start(fakeprovider.Options{TLSConfig: tlsCfg, DiscardBodies: false})
+	// Refresh tokens rotate at each refresh, as Microsoft's do, and the
+	// old one is refused from then on: a rotation lost anywhere in the
+	// cluster leaves the account unable to get a token.
+	// Access tokens live tokenTTL, so the cluster renews (and rotates)
+	// each account's several times in the run, also around the moment
+	// Redis comes back empty.
+	fp, err := fakeprovider.Start(fakeprovider.Options{TLSConfig: tlsCfg, DiscardBodies: false,
+		RotateRefreshTokens: true, AccessTokenTTL: tokenTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +217,36 @@ func TestChaos(t *testing.T) {
 	}
 	if len(accepted) == 0 {
 		t.Error("no message accepted: the run proved nothing")
+	}
+	// One token per account for the whole cluster: each account's is
+	// renewed about every tokenTTL/2, once for the cluster; three proxies
+	// on their own would each renew it.
+	renewals := int64(duration/(tokenTTL/2)) + 2
+	t.Logf("token requests: %d for %d accounts and %d proxies over %v (one per account per renewal: about %d)",
+		st.TokenRequests, accounts, len(proxies), duration, accounts*renewals)
+	if st.TokenRequests > 2*accounts*renewals {
+		t.Errorf("%d token requests: the proxies did not share their tokens (one per account per renewal is about %d)", st.TokenRequests, accounts*renewals)
+	}
+	// No rotated refresh token lost, Redis emptied and a proxy killed
+	// on the way: once every proxy stopped and the last access tokens
+	// expired, a new proxy with an empty state directory asks for a
+	// token for each account with the refresh token the cluster kept.
+	for _, p := range proxies {
+		p.stop()
+	}
+	time.Sleep(tokenTTL + time.Second)
+	fresh := filepath.Join(dir, "state-fresh")
+	must(t, os.Mkdir(fresh, 0o700))
+	for i := range accounts {
+		before := fp.Stats().TokenRequests
+		out, err := exec.Command(bin, "token", "--config", filepath.Join(dir, "config.json"), "--accounts", filepath.Join(dir, "accounts.json"),
+			"--state-dir", fresh, fmt.Sprintf("acct%d@example.com", i)).CombinedOutput()
+		if err != nil {
+			t.Errorf("acct%d: no token for a new proxy (a rotated refresh token lost?): %v\n%s", i, err, out)
+		}
+		if n := fp.Stats().TokenRequests - before; n < 1 {
+			t.Errorf("acct%d: the token command made no token request: it proved nothing about the refresh token", i)
+		}
 	}
 	if t.Failed() {
 		for i, p := range proxies {
