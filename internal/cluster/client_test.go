@@ -110,9 +110,26 @@ func TestHeartbeat_countsLiveProxies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two live proxies", func() bool { return a.Live() == 2 })
+	// Proxies lists them by name (Node adds a random suffix per start)
+	// once each has reported its first heartbeat.
+	listed := func() string {
+		ps, err := a.Proxies(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, p := range ps {
+			if p.LastSeen.IsZero() {
+				return ""
+			}
+			name, _, _ := strings.Cut(p.Node, "#")
+			names = append(names, name)
+		}
+		return strings.Join(names, " ")
+	}
+	waitFor(t, "two live proxies", func() bool { return a.Live() == 2 && listed() == "a b" })
 	b.Close() // a clean stop leaves the live set at once
-	waitFor(t, "one live proxy", func() bool { return a.Live() == 1 })
+	waitFor(t, "one live proxy", func() bool { return a.Live() == 1 && listed() == "a" })
 }
 
 func TestHeartbeat_redisDownAndBack(t *testing.T) {
