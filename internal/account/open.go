@@ -87,9 +87,10 @@ func Dialer(a *config.Account, tokens TokenSource, o SessionOptions) func(ctx co
 		Dial:           o.Dial,
 		CommandTimeout: o.CommandTimeout,
 		NoChunking:     o.NoChunking,
-	}
-	if o.TLSConfig != nil {
-		cfg.TLSConfig = o.TLSConfig.Clone()
+		// Shared by every account, not cloned for each (a clone is about
+		// 470 bytes, 47 MB at 100,000 accounts): upstream.Dial clones it
+		// for each session and nothing changes it after start.
+		TLSConfig: o.TLSConfig,
 	}
 	log := o.Logger
 	if log == nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -96,6 +97,13 @@ func BenchmarkStartup10k(b *testing.B) {
 		}
 		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-to-listen")
 		b.StopTimer()
+		// The heap the started proxy holds, by account (issue 17, target
+		// 7: 100,000 accounts within 500 MB).
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapInuse)/n, "heap-bytes/account")
+		runtime.KeepAlive(svc)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := svc.Run(ctx); err != nil {
