@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -90,9 +89,6 @@ func (s *Service) startAdmin() (func(), error) {
 	if s.onboard != nil {
 		api.HandleInvitations(s.onboard) // onboarding.go
 	}
-	// conns counts the connections' serve goroutines, which Serve starts
-	// and http.Server never waits for.
-	var conns sync.WaitGroup
 	// The console's pages at "/", the API's routes unchanged beside them.
 	invites := o.Onboarding
 	if invites == nil && s.onboard != nil {
@@ -110,40 +106,11 @@ func (s *Service) startAdmin() (func(), error) {
 		WriteTimeout:      120 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateNew:
-				conns.Add(1)
-			case http.StateClosed, http.StateHijacked:
-				conns.Done()
-			}
-		},
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin API stopped", "err", err)
-		}
-	}()
+	// Stopped last, after the SMTP side: /readyz says "not ready" meanwhile.
+	stop := s.serveHTTP("admin API", ln, hs, "", "") // httpserve.go
 	s.log.Info("admin API listening", "addr", ln.Addr().String())
-	return func() {
-		// Last, after the SMTP side: /readyz says "not ready" meanwhile.
-		ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
-		defer cancel()
-		if err := hs.Shutdown(ctx); err != nil {
-			// Shutdown leaves open what is not idle at its deadline: a
-			// request still running, or a connection that never sent
-			// one, which net/http counts as busy for its first 5 seconds
-			// (golang/go#22682) and which http.Transport dials as a spare
-			// under concurrent requests. Close them, or their goroutines
-			// outlive Run.
-			s.log.Warn("admin API shutdown deadline passed; closing its connections", "err", err)
-			_ = hs.Close()
-		}
-		<-done
-		conns.Wait()
-	}, nil
+	return stop, nil
 }
 
 // adminShutdownTimeout bounds the admin API's graceful shutdown.

@@ -2,13 +2,11 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/xoauth2-proxy/xoauth2-proxy/internal/onboarding"
@@ -63,7 +61,6 @@ func (s *Service) startOnboarding(m *onboarding.Manager) (func(), error) {
 	s.snapMu.Lock()
 	s.onboardingAddr = ln.Addr()
 	s.snapMu.Unlock()
-	var conns sync.WaitGroup
 	hs := &http.Server{
 		Handler:           m.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -71,38 +68,10 @@ func (s *Service) startOnboarding(m *onboarding.Manager) (func(), error) {
 		WriteTimeout:      90 * time.Second, // the callback exchanges the code and reloads
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    32 << 10,
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateNew:
-				conns.Add(1)
-			case http.StateClosed, http.StateHijacked:
-				conns.Done()
-			}
-		},
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var err error
-		if ob.TLSCertFile != "" {
-			err = hs.ServeTLS(ln, ob.TLSCertFile, ob.TLSKeyFile)
-		} else {
-			err = hs.Serve(ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("onboarding listener stopped", "err", err)
-		}
-	}()
+	stop := s.serveHTTP("onboarding listener", ln, hs, ob.TLSCertFile, ob.TLSKeyFile) // httpserve.go
 	s.log.Info("onboarding listening", "addr", ln.Addr().String(), "public_url", ob.PublicURL, "tls", ob.TLSCertFile != "")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
-		defer cancel()
-		if hs.Shutdown(ctx) != nil {
-			_ = hs.Close()
-		}
-		<-done
-		conns.Wait()
-	}, nil
+	return stop, nil
 }
 
 // OnboardingAddr is the onboarding listener's address once Run serves it,
