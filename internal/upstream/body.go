@@ -62,12 +62,19 @@ func (c *Client) Body(ctx context.Context, r io.Reader) (reply.Reply, error) {
 	if err := c.flush(); err != nil {
 		return reply.Reply{}, k.fail("body", err)
 	}
-	if err := k.arm(c.dataTimeout); err != nil {
+	return k.finalReply()
+}
+
+// finalReply reads a reply to a message's end (the dot, or a BDAT chunk)
+// within DataTimeout. The end is out: a failure now leaves the message's
+// fate unknown (Ambiguous).
+func (k *call) finalReply() (reply.Reply, error) {
+	if err := k.arm(k.c.dataTimeout); err != nil {
 		e := k.fail("body", err)
 		e.ambiguous = true
 		return reply.Reply{}, e
 	}
-	rep, err := c.readReply()
+	rep, err := k.c.readReply()
 	if err != nil {
 		e := k.fail("body", err)
 		e.ambiguous = true

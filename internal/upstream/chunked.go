@@ -101,19 +101,12 @@ func (c *Client) BodyChunked(ctx context.Context, r io.Reader) (reply.Reply, err
 	// rest (RFC 3030 §3), so the first refusal is the message's verdict.
 	var verdict reply.Reply
 	for i := range chunks {
-		if err := k.arm(c.dataTimeout); err != nil {
-			e := k.fail("body", err)
-			e.ambiguous = true
-			return reply.Reply{}, e
-		}
-		rep, err := c.readReply()
+		rep, err := k.finalReply() // body.go
 		if err != nil {
-			e := k.fail("body", err)
-			e.ambiguous = true
-			return reply.Reply{}, e
+			return reply.Reply{}, err
 		}
-		if i == 0 || (verdict.Positive() && !rep.Positive()) || (i == chunks-1 && verdict.Positive()) {
-			verdict = rep
+		if i == 0 || verdict.Positive() {
+			verdict = rep // the last reply, unless a chunk was refused before
 		}
 	}
 	return verdict, nil
