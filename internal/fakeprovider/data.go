@@ -42,29 +42,42 @@ func (s *session) cmdData(arg string) {
 		s.closed = true
 		return
 	}
-	// The body state lives in the session so nothing escapes per message.
-	s.body = body{h: s.body.h, keep: !s.p.opts.DiscardBodies, max: s.p.opts.MaxMessageBytes}
-	b := &s.body
-	b.h.Reset()
+	b := s.startBody()
 	dropAfter := int64(-1)
-	if fx := &s.t.fx; fx.dropInBody || fx.stallInBody || fx.resetInBody {
+	if s.t.fx.inBody() {
 		dropAfter = dropInBodyBytes
 	}
 	if err := readBody(s.r, b, dropAfter); err != nil {
 		if errors.Is(err, errDropInBody) {
-			switch fx := &s.t.fx; {
-			case fx.resetInBody:
-				s.reset("reset-in-body")
-			case fx.stallInBody:
-				s.freeze("stall-in-body")
-			default:
-				s.drop("drop-in-body")
-			}
+			s.bodyFault()
 		}
 		s.closed = true
 		return
 	}
 	s.finishMessage()
+}
+
+// startBody readies the session's body state for a new message; it lives
+// in the session so nothing escapes per message.
+func (s *session) startBody() *body {
+	s.body = body{h: s.body.h, keep: !s.p.opts.DiscardBodies, max: s.p.opts.MaxMessageBytes}
+	s.body.h.Reset()
+	return &s.body
+}
+
+// inBody reports a fault chosen for the middle of the body.
+func (e *effects) inBody() bool { return e.dropInBody || e.stallInBody || e.resetInBody }
+
+// bodyFault strikes the fault chosen for the middle of the body.
+func (s *session) bodyFault() {
+	switch fx := &s.t.fx; {
+	case fx.resetInBody:
+		s.reset("reset-in-body")
+	case fx.stallInBody:
+		s.freeze("stall-in-body")
+	default:
+		s.drop("drop-in-body")
+	}
 }
 
 // finishMessage ends the body of the current transaction (after DATA's
@@ -255,18 +268,10 @@ func (s *session) cmdBdat(arg string) {
 	b := &s.body
 	if first {
 		s.t.bdat = true
-		*b = body{h: b.h, keep: !s.p.opts.DiscardBodies, max: s.p.opts.MaxMessageBytes}
-		b.h.Reset()
+		b = s.startBody()
 	}
-	if fx := &s.t.fx; fx.dropInBody || fx.stallInBody || fx.resetInBody {
-		switch {
-		case fx.resetInBody:
-			s.reset("reset-in-body")
-		case fx.stallInBody:
-			s.freeze("stall-in-body")
-		default:
-			s.drop("drop-in-body")
-		}
+	if s.t.fx.inBody() {
+		s.bodyFault()
 		s.closed = true
 		return
 	}
