@@ -2,7 +2,6 @@ package admin
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -116,25 +115,23 @@ func (a *API) handle(pattern string, h http.HandlerFunc) {
 // back after repeated failures (authfail.go), and answers the request
 // itself when it fails.
 func (a *API) authorized(w http.ResponseWriter, r *http.Request) bool {
-	key := clientKey(r.RemoteAddr)
-	if wait := a.fails.held(key); wait > 0 {
-		a.metrics.authFailures.WithLabelValues(resultRateLimited).Inc()
-		secs := strconv.Itoa(int(math.Ceil(wait.Seconds())))
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		got = "" // a bare token without the scheme is no bearer token
+	}
+	var held *HeldError
+	switch err := a.CheckToken(r, got); {
+	case err == nil:
+		return true
+	case errors.As(err, &held):
+		secs := strconv.Itoa(int(math.Ceil(held.RetryAfter.Seconds())))
 		w.Header().Set("Retry-After", secs)
 		fail(w, http.StatusTooManyRequests, "too many failed authentications from this address; retry in "+secs+" s")
-		return false
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-	if !ok || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
-		a.metrics.authFailures.WithLabelValues(resultRefused).Inc()
-		a.fails.failed(key, r)
+	default:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="xoauth2-proxy"`)
 		fail(w, http.StatusUnauthorized, "missing or wrong bearer token")
-		return false
 	}
-	a.fails.succeeded(key)
-	return true
+	return false
 }
 
 func (a *API) health(w http.ResponseWriter, _ *http.Request) {
