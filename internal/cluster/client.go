@@ -40,12 +40,15 @@ type Client struct {
 	m       *Metrics
 
 	up        atomic.Bool
-	upSince   atomic.Int64 // unix ms of the last down→up transition
 	live      atomic.Int64 // proxies seen alive at the last heartbeat
 	downSince atomic.Int64 // unix ms Redis stopped answering; 0 while up
 
-	slots   *slots
-	epoch   atomic.Value // string: the Redis epoch last seen (epochLua)
+	slots *slots
+	epoch atomic.Value // string: the Redis epoch last seen (epochLua)
+	// cand is the epoch this proxy proposes should Redis have none: made
+	// at Open and again whenever the epoch changes (so it never equals
+	// one this proxy saw), not per call (two crypto/rand reads).
+	cand    atomic.Value // string
 	emptied atomic.Int64 // new epochs seen: Redis lost its data
 
 	stop context.CancelFunc
@@ -107,6 +110,7 @@ func Open(ctx context.Context, c config.Cluster, o Options) (*Client, error) {
 		return nil, fmt.Errorf("cluster: connect to redis %s: %w", strings.Join(c.Addrs, ","), err)
 	}
 	cl := &Client{r: r, cfg: c, node: name + "#" + bootID(), timeout: c.Timeout, log: log, m: o.Metrics}
+	cl.cand.Store(bootID() + bootID())
 	if cl.m == nil {
 		cl.m = NewMetrics(nil)
 	}
@@ -236,7 +240,8 @@ func (c *Client) epochArgs() (known, cand string) {
 		return "", ""
 	}
 	known, _ = c.epoch.Load().(string)
-	return known, bootID() + bootID()
+	cand, _ = c.cand.Load().(string)
+	return known, cand
 }
 
 // sawEpoch records the epoch a script returned; a new one means Redis
@@ -244,6 +249,9 @@ func (c *Client) epochArgs() (known, cand string) {
 // budgets re-seeded (emptied).
 func (c *Client) sawEpoch(e string) {
 	old, _ := c.epoch.Swap(e).(string)
+	if old != e {
+		c.cand.Store(bootID() + bootID())
+	}
 	if old != "" && old != e {
 		c.log.Warn("redis lost its data (restarted empty or flushed): registering this proxy's sessions and budget counts again")
 		c.emptied.Add(1)
@@ -277,7 +285,6 @@ func (c *Client) beat(ctx context.Context) error {
 	c.live.Store(n)
 	c.m.live.Set(float64(n))
 	if !c.up.Swap(true) {
-		c.upSince.Store(time.Now().UnixMilli())
 		c.m.up.Set(1)
 		if d := c.downSince.Swap(0); d != 0 {
 			c.log.Info("redis reachable again: back on shared caps and budgets", "after", time.Since(time.UnixMilli(d)).Round(time.Millisecond))

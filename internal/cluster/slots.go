@@ -276,7 +276,11 @@ func (s *slots) renewAll(ctx context.Context) {
 	byAcct := make(map[string][]*slot, len(s.held))
 	for a, m := range s.held {
 		for sl := range m {
-			byAcct[a] = append(byAcct[a], sl)
+			// A lost slot's session is closed (or closes at its return):
+			// renewing it would put it back in Redis and hold the cap.
+			if !sl.lost.Load() {
+				byAcct[a] = append(byAcct[a], sl)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -365,7 +369,7 @@ func (s *slots) nearDeadline() bool {
 	limit := time.Now().Add(2 * time.Second).UnixMilli()
 	for _, m := range s.held {
 		for sl := range m {
-			if sl.deadline.Load() <= limit {
+			if !sl.lost.Load() && sl.deadline.Load() <= limit {
 				return true
 			}
 		}
