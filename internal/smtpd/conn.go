@@ -311,8 +311,10 @@ func (c *conn) readLine(max int) (string, error) {
 		if c.stopping.Load() && c.txn == nil {
 			_ = c.raw.SetReadDeadline(time.Now())
 		}
-		if err := c.waitIdle(); err != nil {
-			return "", err
+		if c.txn == nil { // between messages: mid-message the client is about to send more
+			if err := c.waitIdle(); err != nil {
+				return "", err
+			}
 		}
 	}
 	c.line = c.line[:0]

@@ -84,9 +84,6 @@ func (c *conn) waitIdle() error {
 		// readable socket says nothing about them.
 		return nil
 	}
-	if c.bw.Buffered() > 0 || c.br.Buffered() > 0 {
-		return nil
-	}
 	c.giveBuffers()
 	err := c.rawConn.Read(c.readable)
 	c.takeBuffers()
