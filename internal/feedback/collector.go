@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -326,6 +327,9 @@ func (c *Collector) one(ctx context.Context, cl *imap.Client, m Mailbox, validit
 	now := c.o.Now()
 	if err := c.store.update(m.ID, func(p *progress) {
 		p.UIDValidity, p.LastUID = validity, uid
+		// Only the bounce-rate window counts (protect): older entries
+		// would only grow the state file rewritten at every message.
+		p.Hard = slices.DeleteFunc(p.Hard, func(t time.Time) bool { return now.Sub(t) >= window })
 		for _, b := range bs {
 			if b.Class == dsn.Hard {
 				p.Hard = append(p.Hard, now)
