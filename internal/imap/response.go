@@ -63,7 +63,10 @@ func readResponse(br *bufio.Reader) (response, error) {
 			return response{}, fmt.Errorf("%w: line over %d bytes", ErrMalformed, maxLineBytes)
 		}
 		text.WriteString(line)
-		n, ok := literalSize(line)
+		n, ok, err := literalSize(line)
+		if err != nil {
+			return response{}, err
+		}
 		if !ok {
 			break
 		}
@@ -110,21 +113,29 @@ func readLine(br *bufio.Reader) (string, error) {
 }
 
 // literalSize reports the N of a line ending in "{N}" (or "{N+}",
-// RFC 7888).
-func literalSize(line string) (int, bool) {
+// RFC 7888). A literal over maxLiteralBytes is an error, not text: its
+// bytes would otherwise be read as responses (a bounced message's line
+// "x7 OK" taken for the tagged reply).
+func literalSize(line string) (int, bool, error) {
 	if !strings.HasSuffix(line, "}") {
-		return 0, false
+		return 0, false, nil
 	}
 	i := strings.LastIndexByte(line, '{')
 	if i < 0 {
-		return 0, false
+		return 0, false, nil
 	}
 	num := strings.TrimSuffix(line[i+1:len(line)-1], "+")
 	n, err := strconv.Atoi(num)
-	if err != nil || n < 0 || n > maxLiteralBytes {
-		return 0, false
+	switch {
+	case err != nil && num != "" && strings.Trim(num, "0123456789") == "":
+		// All digits, but too many for an int: too large.
+		return 0, false, fmt.Errorf("%w: literal of %s bytes", ErrMalformed, clip(num))
+	case err != nil || n < 0:
+		return 0, false, nil
+	case n > maxLiteralBytes:
+		return 0, false, fmt.Errorf("%w: literal of %d bytes, over %d", ErrMalformed, n, maxLiteralBytes)
 	}
-	return n, true
+	return n, true, nil
 }
 
 // clip shortens server text quoted in an error.
