@@ -109,7 +109,7 @@ func New(o Options) *Console {
 	c.mux.Handle("/", o.API)
 	// The same overview for scripts and `xoauth2-proxy status`, with the
 	// API's bearer token.
-	o.API.Handle("GET /admin/overview", c.overviewJSON)
+	o.API.Handle("GET /admin/overview", c.live)
 	return c
 }
 

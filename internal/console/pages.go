@@ -78,11 +78,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 // live is the overview's numbers for the page's script.
-func (c *Console) live(w http.ResponseWriter, _ *http.Request) { writeJSON(w, c.overviewNow()) }
-
-// overviewJSON is GET /admin/overview (bearer token), for scripts and
+// It also serves GET /admin/overview (bearer token), for scripts and
 // `xoauth2-proxy status`.
-func (c *Console) overviewJSON(w http.ResponseWriter, _ *http.Request) { writeJSON(w, c.overviewNow()) }
+func (c *Console) live(w http.ResponseWriter, _ *http.Request) { writeJSON(w, c.overviewNow()) }
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
